@@ -1,0 +1,1 @@
+//! SQLite back end (placeholder until written).
