@@ -1,1 +1,52 @@
-//! placeholder
+//! The Cache port: state shared by nodes that may be lost without losing anything acknowledged:
+//! presence (who is online) and rate-limit counters.
+//!
+//! Contract: the cache is never the only copy of anything durable. Presence entries of a node
+//! expire by themselves when the node stops refreshing them. Only `connect(url)` names a back end.
+
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// Why a cache call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The cache cannot be reached right now.
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    /// A bad cache URL.
+    #[error("cache configuration: {0}")]
+    Config(String),
+}
+
+/// A token bucket's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_s: u32,
+    pub burst: u32,
+}
+
+/// Shared, loseable state. See the module documentation for the contract.
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// Takes a token from `key`'s bucket, or returns the milliseconds until one is there.
+    async fn take_token(&self, key: &str, rate: Rate, now_ms: u64) -> Result<Result<(), u64>, CacheError>;
+    /// Counts one more session of `user` on `node`; true if the user just came online.
+    async fn session_opened(&self, user: &str, node: &str) -> Result<bool, CacheError>;
+    /// Counts one session of `user` on `node` gone; true if the user just went offline.
+    async fn session_closed(&self, user: &str, node: &str) -> Result<bool, CacheError>;
+    /// Which of `users` are online.
+    async fn online(&self, users: &[String]) -> Result<Vec<String>, CacheError>;
+    /// Which back end this is, for logs.
+    fn describe(&self) -> String;
+}
+
+/// Connects to the cache a URL names (`memory://`).
+pub async fn connect(url: &str) -> Result<Arc<dyn Cache>, CacheError> {
+    if url == "memory://" || url == "memory" {
+        return Ok(Arc::new(memory::MemoryCache::default()));
+    }
+    Err(CacheError::Config(format!("unsupported cache URL `{url}`")))
+}
