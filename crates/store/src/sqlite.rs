@@ -1,1 +1,0 @@
-//! SQLite back end (placeholder until written).
