@@ -158,7 +158,7 @@ impl HttpClient {
     }
 
     /// `GET /v1/rooms/public?q=&limit=`: public rooms whose name contains `q`.
-    pub async fn public_rooms(&self, q: Option<&str>, limit: Option<u32>) -> Result<Vec<Room>> {
+    pub async fn public_rooms(&self, q: Option<&str>, limit: Option<u64>) -> Result<Vec<Room>> {
         let mut query = Query::default();
         query.push("q", q);
         query.push("limit", limit);
@@ -204,7 +204,7 @@ impl HttpClient {
         room: &str,
         before: Option<u64>,
         after: Option<u64>,
-        limit: Option<u32>,
+        limit: Option<u64>,
     ) -> Result<MessagesPage> {
         let mut query = Query::default();
         query.push("before", before);

@@ -71,6 +71,9 @@ async fn a_request_gets_its_reply_and_other_frames_are_kept_in_order() {
             reason: "slow".into(),
         };
         ws.send(Message::Close(Some(close))).await.expect("close");
+        // The client completes the closing handshake.
+        let reply = ws.next().await.expect("reply").expect("ok");
+        assert!(matches!(reply, Message::Close(Some(ref f)) if u16::from(f.code) == 4009));
     });
     let opts = ConnectOptions::default().with_origin("http://example.test");
     let (mut ws, ready) = WsClient::connect_with(&base, ConnectAuth::Bearer("tok".into()), &opts)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use confab_protocol::ServerFrame;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -295,6 +295,8 @@ impl WsReceiver {
                         Some(f) => (u16::from(f.code), f.reason.to_string()),
                         None => (NO_STATUS_CLOSE, String::new()),
                     });
+                    // tungstenite queued the close reply; one more poll writes it out.
+                    let _ = self.stream.next().now_or_never();
                 }
                 Some(Ok(_)) => {} // ping, pong: tungstenite answers pings itself
                 Some(Err(e)) => {
