@@ -1,1 +1,93 @@
-fn main() {}
+//! The `confab` binary: a thin layer of flags over the `confab-server` library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use confab_server::{App, Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "confab",
+    version,
+    about = "A chat server that starts on a laptop and grows into a fleet."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a chat node (embedded SQLite, in-process bus and cache unless configured otherwise).
+    #[command(after_long_help = long_help())]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080] (env CONFAB_LISTEN).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for the embedded SQLite store [default: ./confab-data] (env CONFAB_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file; every key is listed below.
+    #[arg(long, value_name = "FILE", env = "CONFAB_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn long_help() -> String {
+    format!(
+        "Configuration: defaults < --config FILE < CONFAB_<KEY> environment variables < flags.\n\
+         Every key, with its default (this is confab.example.toml):\n\n{}",
+        confab_server::config::EXAMPLE
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let env = std::env::vars().filter(|(k, _)| k != "CONFAB_CONFIG");
+    let mut config = Config::load(args.config.as_deref(), env)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log))?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let app = App::build(config).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -5,5 +5,5 @@ pub mod frames;
 pub mod objects;
 
 pub use codes::{CloseCode, ErrorCode};
-pub use frames::{ClientFrame, ClientRequest, FrameError, ServerFrame};
+pub use frames::{ClientFrame, ClientRequest, FrameError, Presence, ServerFrame};
 pub use objects::{Event, EventKind, Limits, Room, UserRef, Visibility};

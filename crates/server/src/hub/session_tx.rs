@@ -1,0 +1,85 @@
+//! The sending side of a session as the hub sees it: a bounded outbox and a way to close it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use confab_protocol::{CloseCode, UserRef};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+/// A session's number on this node.
+pub type SessionId = u64;
+
+/// What a session's writer task is asked to do, in order.
+#[derive(Debug)]
+pub enum Out {
+    /// Send `ready` and start these rooms at these seqs; everything queued before it waits.
+    Ready {
+        frame: Utf8Bytes,
+        cursors: Vec<(Arc<str>, u64)>,
+    },
+    /// Send a frame as it is.
+    Frame(Utf8Bytes),
+    /// A room's event, shared bytes; sent only if it is the next seq the session needs.
+    Event {
+        room: Arc<str>,
+        seq: u64,
+        frame: Utf8Bytes,
+    },
+    /// Start delivering a room after `cursor`, first sending `announce` (a `room` frame).
+    Subscribe {
+        room: Arc<str>,
+        cursor: u64,
+        announce: Option<Utf8Bytes>,
+    },
+    /// Read what the room has beyond the session's cursor from the store and send it.
+    CatchUp { room: Arc<str> },
+    /// Deliver the room through `through`, then stop and send `removed`.
+    Unsubscribe { room: Arc<str>, through: u64 },
+    /// Answer a `sync` request (or the `sync` of `auth`).
+    Sync {
+        reference: Option<Value>,
+        rooms: BTreeMap<String, u64>,
+    },
+    /// Close the connection with this code after sending what is queued.
+    Close(u16),
+}
+
+/// The hub's handle on one session.
+#[derive(Clone, Debug)]
+pub struct SessionTx {
+    pub id: SessionId,
+    pub sid: Arc<str>,
+    pub user: UserRef,
+    pub token_hash: Arc<str>,
+    pub outbox: mpsc::Sender<Out>,
+    pub closer: Arc<watch::Sender<Option<u16>>>,
+}
+
+impl SessionTx {
+    /// Queues `out` without waiting; a full outbox closes the session (4009). False if it
+    /// was not queued.
+    pub fn push(&self, out: Out) -> bool {
+        match self.outbox.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(CloseCode::SLOW_CONSUMER);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Closes the session now with `code`, dropping what is queued (the first code wins).
+    pub fn close(&self, code: u16) {
+        self.closer.send_if_modified(|c| {
+            if c.is_none() {
+                *c = Some(code);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
