@@ -98,8 +98,14 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (a file) or `sqlite::memory:`.
+/// Opens the store a URL names: `sqlite://PATH` (a file) or `sqlite::memory:` (a temporary
+/// file, deleted when the store is dropped).
 pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
+    if url == "sqlite::memory:" {
+        return Ok(Arc::new(
+            sqlite::SqliteStore::open_temporary(options).await?,
+        ));
+    }
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(std::path::Path::new(path), options).await?;
         return Ok(Arc::new(store));
@@ -134,12 +140,4 @@ impl Default for StoreOptions {
 /// A new event's id: a ULID (time-ordered, globally unique).
 pub fn new_event_id() -> String {
     ulid::Ulid::new().to_string()
-}
-
-/// Used by events that carry no client id.
-pub(crate) fn user_ref(id: &str, name: &str) -> UserRef {
-    UserRef {
-        id: id.to_owned(),
-        name: name.to_owned(),
-    }
 }

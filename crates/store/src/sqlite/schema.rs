@@ -1,0 +1,131 @@
+//! Opening SQLite connections: pragmas, the schema and its version.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{StoreError, StoreResult};
+
+/// The schema version this build writes and reads (`PRAGMA user_version`).
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for a lock (a checkpoint, another process) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements each connection keeps compiled.
+const STATEMENT_CACHE: usize = 64;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_ts    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash       TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    expires_ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user_id);
+CREATE TABLE IF NOT EXISTS rooms (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    name_lower   TEXT NOT NULL,
+    visibility   TEXT NOT NULL,
+    dm_key       TEXT UNIQUE,
+    owner        TEXT NOT NULL,
+    created_ts   INTEGER NOT NULL,
+    member_count INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rooms_public ON rooms (visibility, name_lower, id);
+CREATE TABLE IF NOT EXISTS members (
+    room_id  TEXT NOT NULL,
+    user_id  TEXT NOT NULL,
+    read_seq INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_user ON members (user_id, room_id);
+CREATE TABLE IF NOT EXISTS events (
+    room_id   TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    id        TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    from_id   TEXT NOT NULL,
+    from_name TEXT NOT NULL,
+    by_id     TEXT,
+    by_name   TEXT,
+    body      TEXT,
+    target    INTEGER,
+    deleted   INTEGER NOT NULL DEFAULT 0,
+    ts        INTEGER NOT NULL,
+    client_id TEXT,
+    PRIMARY KEY (room_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_client_id
+    ON events (room_id, from_id, client_id) WHERE client_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_edits
+    ON events (room_id, target) WHERE kind = 'edit';
+";
+
+/// Checks the `synchronous` option: `full` or `normal`.
+pub(super) fn synchronous(value: &str) -> StoreResult<&'static str> {
+    match value.to_ascii_lowercase().as_str() {
+        "full" => Ok("FULL"),
+        "normal" => Ok("NORMAL"),
+        other => Err(StoreError::Config(format!(
+            "sqlite_synchronous must be `full` or `normal`, not `{other}`"
+        ))),
+    }
+}
+
+/// Opens the one write connection: creates the file and its directory, turns on WAL and
+/// creates or checks the schema.
+pub(super) fn open_writer(path: &Path, synchronous: &str) -> StoreResult<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Config(format!(
+            "{} cannot use WAL (journal_mode is {mode})",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a database the writer has already set up.
+pub(super) fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Creates the schema in a new database, or checks that an existing one is ours.
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Config(format!(
+            "the database has schema version {version}; this build knows only up to {SCHEMA_VERSION}"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })?;
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! The one writer: a thread that owns the write connection and group-commits the commands
+//! waiting on its channel, each in its own savepoint inside one transaction.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use confab_protocol::{UserRef, Visibility};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::ops;
+use crate::{Append, Appended, Change, StoreError, StoreResult};
+
+/// Where a write's answer goes.
+pub(super) type Reply<T> = oneshot::Sender<StoreResult<T>>;
+
+/// One write, as the writer thread receives it.
+pub(super) enum Command {
+    CreateUser {
+        name: String,
+        password_hash: String,
+        reply: Reply<UserRef>,
+    },
+    CreateToken {
+        token_hash: String,
+        user_id: String,
+        expires_ts: i64,
+        reply: Reply<()>,
+    },
+    RevokeToken {
+        token_hash: String,
+        reply: Reply<bool>,
+    },
+    CreateRoom {
+        owner: UserRef,
+        name: String,
+        visibility: Visibility,
+        reply: Reply<Change>,
+    },
+    OpenDm {
+        a: UserRef,
+        b: UserRef,
+        reply: Reply<Change>,
+    },
+    Join {
+        room_id: String,
+        user: UserRef,
+        reply: Reply<Change>,
+    },
+    Leave {
+        room_id: String,
+        user: UserRef,
+        reply: Reply<Change>,
+    },
+    AddMember {
+        room_id: String,
+        actor: UserRef,
+        target: UserRef,
+        reply: Reply<Change>,
+    },
+    RemoveMember {
+        room_id: String,
+        actor: UserRef,
+        target: UserRef,
+        reply: Reply<Change>,
+    },
+    Append {
+        room_id: String,
+        user: UserRef,
+        append: Append,
+        reply: Reply<Appended>,
+    },
+    SetRead {
+        room_id: String,
+        user_id: String,
+        seq: u64,
+        reply: Reply<Option<u64>>,
+    },
+    /// Finish the batch in progress, checkpoint the WAL, then answer and stop.
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// Counters of the writer's work, for tests and metrics.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) commits: AtomicU64,
+    pub(super) writes: AtomicU64,
+}
+
+/// The answer of one executed command, sent once the batch's fate is known: its own result
+/// if the batch committed, `failure` if it did not.
+type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+fn finish<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> (bool, Finish) {
+    let ok = result.is_ok();
+    let send = move |failure: Option<&StoreError>| {
+        let answer = match failure {
+            Some(e) => Err(StoreError::Unavailable(unavailable_cause(e))),
+            None => result,
+        };
+        // The caller may have gone away; the write stands either way.
+        let _ = reply.send(answer);
+    };
+    (ok, Box::new(send))
+}
+
+fn unavailable_cause(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(cause) => cause.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs the writer until it is told to shut down or every sender is gone.
+pub(super) fn run(
+    mut conn: Connection,
+    mut commands: mpsc::Receiver<Command>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+) {
+    let mut done = None;
+    while done.is_none() {
+        let Some(first) = commands.blocking_recv() else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(max_batch.min(64));
+        for command in std::iter::once(first).chain(std::iter::from_fn(|| commands.try_recv().ok()))
+        {
+            match command {
+                Command::Shutdown { done: tx } => done = Some(tx),
+                command => batch.push(command),
+            }
+            if done.is_some() || batch.len() >= max_batch {
+                break;
+            }
+        }
+        run_batch(&mut conn, batch, &counters);
+    }
+    // Refuse what is still queued (their callers get "closed"), then fold the WAL back.
+    commands.close();
+    drop(commands);
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "WAL checkpoint at close failed");
+    }
+    drop(conn);
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Commits `batch` in one transaction, each command in its own savepoint.
+pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &Counters) {
+    if batch.is_empty() {
+        return;
+    }
+    let now = now_ms();
+    let mut finishes = Vec::with_capacity(batch.len());
+    let mut failure = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .err()
+        .map(StoreError::from);
+    for command in batch {
+        if failure.is_some() {
+            // The transaction is gone: answer without running.
+            finishes.push(finish_unrun(command));
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+            failure = Some(e.into());
+            finishes.push(finish_unrun(command));
+            continue;
+        }
+        let (ok, finish) = execute(conn, now, command);
+        finishes.push(finish);
+        let end = if ok {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            failure = Some(e.into());
+        } else if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back by itself (I/O error, disk full).
+            failure = Some(StoreError::Unavailable("transaction rolled back".into()));
+        }
+    }
+    if failure.is_none()
+        && let Err(e) = conn.execute_batch("COMMIT")
+    {
+        failure = Some(e.into());
+    }
+    if let Some(e) = &failure {
+        tracing::error!(error = %e, writes = finishes.len(), "batch not committed");
+        if !conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "rollback failed");
+        }
+    } else {
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters
+            .writes
+            .fetch_add(finishes.len() as u64, Ordering::Relaxed);
+    }
+    for finish in finishes {
+        finish(failure.as_ref());
+    }
+}
+
+/// Runs one command on the open transaction.
+fn execute(conn: &Connection, now: i64, command: Command) -> (bool, Finish) {
+    match command {
+        Command::CreateUser {
+            name,
+            password_hash,
+            reply,
+        } => finish(reply, ops::create_user(conn, now, &name, &password_hash)),
+        Command::CreateToken {
+            token_hash,
+            user_id,
+            expires_ts,
+            reply,
+        } => finish(
+            reply,
+            ops::create_token(conn, &token_hash, &user_id, expires_ts),
+        ),
+        Command::RevokeToken { token_hash, reply } => {
+            finish(reply, ops::revoke_token(conn, &token_hash))
+        }
+        Command::CreateRoom {
+            owner,
+            name,
+            visibility,
+            reply,
+        } => finish(
+            reply,
+            ops::create_room(conn, now, &owner, &name, visibility),
+        ),
+        Command::OpenDm { a, b, reply } => finish(reply, ops::open_dm(conn, now, &a, &b)),
+        Command::Join {
+            room_id,
+            user,
+            reply,
+        } => finish(reply, ops::join(conn, now, &room_id, &user)),
+        Command::Leave {
+            room_id,
+            user,
+            reply,
+        } => finish(reply, ops::leave(conn, now, &room_id, &user)),
+        Command::AddMember {
+            room_id,
+            actor,
+            target,
+            reply,
+        } => finish(reply, ops::add_member(conn, now, &room_id, &actor, &target)),
+        Command::RemoveMember {
+            room_id,
+            actor,
+            target,
+            reply,
+        } => finish(
+            reply,
+            ops::remove_member(conn, now, &room_id, &actor, &target),
+        ),
+        Command::Append {
+            room_id,
+            user,
+            append,
+            reply,
+        } => finish(reply, ops::append(conn, now, &room_id, &user, &append)),
+        Command::SetRead {
+            room_id,
+            user_id,
+            seq,
+            reply,
+        } => finish(reply, ops::set_read(conn, &room_id, &user_id, seq)),
+        Command::Shutdown { done } => {
+            let _ = done.send(());
+            let nothing: Finish = Box::new(|_| {});
+            (true, nothing)
+        }
+    }
+}
+
+fn unrun<T>() -> StoreResult<T> {
+    Err(StoreError::Unavailable("batch failed".into()))
+}
+
+/// The answer of a command that never ran because its batch had already failed.
+fn finish_unrun(command: Command) -> Finish {
+    let (_, finish) = match command {
+        Command::CreateUser { reply, .. } => finish(reply, unrun()),
+        Command::CreateToken { reply, .. } => finish(reply, unrun()),
+        Command::RevokeToken { reply, .. } => finish(reply, unrun()),
+        Command::CreateRoom { reply, .. }
+        | Command::OpenDm { reply, .. }
+        | Command::Join { reply, .. }
+        | Command::Leave { reply, .. }
+        | Command::AddMember { reply, .. }
+        | Command::RemoveMember { reply, .. } => finish(reply, unrun()),
+        Command::Append { reply, .. } => finish(reply, unrun()),
+        Command::SetRead { reply, .. } => finish(reply, unrun()),
+        Command::Shutdown { done } => {
+            let _ = done.send(());
+            let nothing: Finish = Box::new(|_| {});
+            (true, nothing)
+        }
+    };
+    finish
+}
