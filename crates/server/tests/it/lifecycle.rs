@@ -1,0 +1,1 @@
+//! The node's life: restarts on the same data directory, draining on shutdown.
