@@ -1,6 +1,7 @@
 //! SQLite back end: one file in WAL mode, one writer thread that group-commits every write,
 //! and a small pool of read-only connections used from blocking tasks.
 
+mod membership;
 mod ops;
 mod read;
 mod schema;

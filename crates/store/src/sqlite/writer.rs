@@ -9,7 +9,7 @@ use confab_protocol::{UserRef, Visibility};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::ops;
+use super::{membership, ops};
 use crate::{Append, Appended, Change, StoreError, StoreResult};
 
 /// Where a write's answer goes.
@@ -243,25 +243,28 @@ fn execute(conn: &Connection, now: i64, command: Command) -> (bool, Finish) {
             reply,
         } => finish(
             reply,
-            ops::create_room(conn, now, &owner, &name, visibility),
+            membership::create_room(conn, now, &owner, &name, visibility),
         ),
-        Command::OpenDm { a, b, reply } => finish(reply, ops::open_dm(conn, now, &a, &b)),
+        Command::OpenDm { a, b, reply } => finish(reply, membership::open_dm(conn, now, &a, &b)),
         Command::Join {
             room_id,
             user,
             reply,
-        } => finish(reply, ops::join(conn, now, &room_id, &user)),
+        } => finish(reply, membership::join(conn, now, &room_id, &user)),
         Command::Leave {
             room_id,
             user,
             reply,
-        } => finish(reply, ops::leave(conn, now, &room_id, &user)),
+        } => finish(reply, membership::leave(conn, now, &room_id, &user)),
         Command::AddMember {
             room_id,
             actor,
             target,
             reply,
-        } => finish(reply, ops::add_member(conn, now, &room_id, &actor, &target)),
+        } => finish(
+            reply,
+            membership::add_member(conn, now, &room_id, &actor, &target),
+        ),
         Command::RemoveMember {
             room_id,
             actor,
@@ -269,7 +272,7 @@ fn execute(conn: &Connection, now: i64, command: Command) -> (bool, Finish) {
             reply,
         } => finish(
             reply,
-            ops::remove_member(conn, now, &room_id, &actor, &target),
+            membership::remove_member(conn, now, &room_id, &actor, &target),
         ),
         Command::Append {
             room_id,

@@ -4,6 +4,7 @@
 //! A back end added later (PostgreSQL) adds its URL in `Fixture::open`.
 
 mod concurrency;
+mod dms;
 mod history;
 mod messages;
 mod props;
