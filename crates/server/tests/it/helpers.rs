@@ -1,4 +1,5 @@
 //! `spawn_app()` and the small conveniences every test uses. Every wait has a timeout.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
