@@ -89,24 +89,22 @@ impl TestApp {
             .expect("ws connects")
     }
 
-    /// Drains gracefully (as SIGTERM does) and waits for the node to stop.
-    pub async fn stop(mut self) {
+    /// Starts draining, as SIGTERM does, without waiting.
+    pub fn signal_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Drains gracefully and waits for the node to stop.
+    pub async fn stop(mut self) {
+        self.signal_stop();
         if let Some(handle) = self.handle.take() {
             tokio::time::timeout(Duration::from_secs(15), handle)
                 .await
                 .expect("stops in time")
                 .expect("task")
                 .expect("stops cleanly");
-        }
-    }
-
-    /// Drops the node without draining: its tasks stop, nothing is flushed on purpose.
-    pub fn abort(mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.abort();
         }
     }
 }
