@@ -1,5 +1,6 @@
 //! The `confab` binary: a thin layer of flags over the `confab-server` library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -62,7 +63,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.data_dir = dir;
     }
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = App::build(config).await?;
