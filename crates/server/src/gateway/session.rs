@@ -215,6 +215,16 @@ async fn start(
         });
     }
     app.hub.attach_rooms(tx, &room_ids);
+    // A leave committed between the read above and the attach was announced before this
+    // session was in the room: read again and drop what is gone. Later leaves reach it as usual.
+    if let Ok(now) = app.store.rooms_of(&tx.user.id).await {
+        for room in room_ids
+            .iter()
+            .filter(|r| !now.iter().any(|n| *n.id == ***r))
+        {
+            app.hub.detach_room(tx, room);
+        }
+    }
     Ok(())
 }
 

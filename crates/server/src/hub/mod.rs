@@ -155,6 +155,22 @@ impl Hub {
         });
     }
 
+    /// Stops delivering a room the user is no longer in; the session says `removed`.
+    pub fn detach_room(&self, s: &SessionTx, room: &Arc<str>) {
+        let mut inner = self.lock();
+        if inner
+            .session_rooms
+            .get_mut(&s.id)
+            .is_some_and(|r| r.remove(room))
+        {
+            s.push(Out::Unsubscribe {
+                room: room.clone(),
+                through: 0,
+            });
+            self.detach(&mut inner, s.id, room);
+        }
+    }
+
     /// Forgets a session entirely (it has ended).
     pub fn remove_session(&self, s: &SessionTx) {
         let mut inner = self.lock();
