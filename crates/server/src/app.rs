@@ -93,6 +93,9 @@ impl App {
             inbox,
         } = self;
         let hub_task = state.hub.run(inbox);
+        let repair_task = state
+            .hub
+            .start_repair(Duration::from_millis(state.config.repair_interval_ms));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = api::router(state.clone());
         let server = tokio::spawn(async move {
@@ -115,6 +118,7 @@ impl App {
         }
         state.store.close().await;
         hub_task.abort();
+        repair_task.abort();
         tracing::info!("stopped; store flushed");
         Ok(())
     }

@@ -55,6 +55,8 @@ pub struct Config {
     pub reconnect_max_ms: u64,
     /// How long a room's fan-out waits for a missing seq before reading it from the store.
     pub reorder_wait_ms: u64,
+    /// How often a node checks its rooms' newest seqs against the store, to fill what the bus lost.
+    pub repair_interval_ms: u64,
     /// SQLite `synchronous` mode: `full` (an ack survives power loss) or `normal`.
     pub sqlite_synchronous: String,
     /// Most writes group-committed in one transaction.
@@ -86,6 +88,7 @@ impl Default for Config {
             shutdown_grace_ms: 5_000,
             reconnect_max_ms: 2_000,
             reorder_wait_ms: 20,
+            repair_interval_ms: 1000,
             sqlite_synchronous: "full".into(),
             max_batch: 1024,
             log: "info".into(),
@@ -145,8 +148,8 @@ impl Config {
     /// Rejects values no server can run with.
     pub fn check(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
-        if self.heartbeat_ms == 0 || self.auth_timeout_ms == 0 {
-            return bad("heartbeat_ms and auth_timeout_ms must be positive");
+        if self.heartbeat_ms == 0 || self.auth_timeout_ms == 0 || self.repair_interval_ms == 0 {
+            return bad("heartbeat_ms, auth_timeout_ms and repair_interval_ms must be positive");
         }
         if self.max_body == 0 || self.max_frame < 256 || self.max_http_body < 256 {
             return bad("max_body must be positive; max_frame and max_http_body at least 256");

@@ -94,6 +94,17 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the user's read marker forward (clamped to the newest seq); the new value if it moved.
     async fn set_read(&self, room_id: &str, user_id: &str, seq: u64) -> StoreResult<Option<u64>>;
 
+    /// The newest seq of each of these rooms; rooms that do not exist are left out.
+    async fn last_seqs(&self, room_ids: &[String]) -> StoreResult<Vec<(String, u64)>> {
+        let mut out = Vec::with_capacity(room_ids.len());
+        for id in room_ids {
+            if let Some(info) = self.room(id).await? {
+                out.push((id.clone(), info.room.last_seq));
+            }
+        }
+        Ok(out)
+    }
+
     /// Waits until every acknowledged write is on disk and stops taking writes.
     async fn close(&self);
 }

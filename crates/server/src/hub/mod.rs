@@ -6,6 +6,7 @@
 //! (4009). Rooms are delivered strictly in seq order: an early event is held back until the gap
 //! closes, or for `reorder_wait` after which the missing events are read from the store.
 
+mod repair;
 mod session_tx;
 mod subscriptions;
 
@@ -18,7 +19,7 @@ use confab_bus::{Bus, Delivery};
 use confab_domain::limits::typing_forwarded;
 use confab_domain::reorder::Reorder;
 use confab_protocol::{Presence, ServerFrame};
-use confab_store::{EventRange, Store};
+use confab_store::Store;
 use tokio::sync::mpsc;
 
 use crate::bus_msg::{self, BusMsg, Control};
@@ -52,6 +53,8 @@ struct RoomEntry {
     reorder: Reorder<Utf8Bytes>,
     live: bool,
     gap_pending: bool,
+    /// The store's newest seq at the last repair tick, if the hub had not delivered it.
+    suspect: Option<u64>,
 }
 
 impl Hub {
@@ -119,6 +122,7 @@ impl Hub {
                 reorder: Reorder::new(REORDER_CAP),
                 live: false,
                 gap_pending: false,
+                suspect: None,
             }
         });
         entry.sessions.insert(s.id, s.clone());
@@ -240,55 +244,6 @@ impl Hub {
             entry.gap_pending = true;
             self.fill_gap_later(room);
         }
-    }
-
-    /// After `reorder_wait`, reads a gap that has not closed from the store.
-    fn fill_gap_later(&self, room: Arc<str>) {
-        let hub = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(hub.0.reorder_wait).await;
-                let gap = {
-                    let inner = hub.lock();
-                    inner.rooms.get(&room).and_then(|e| e.reorder.gap())
-                };
-                let Some((from, to)) = gap else { break };
-                let limit = (to - from + 1).min(100) as u32;
-                let fetched = hub
-                    .0
-                    .store
-                    .events(&room, EventRange::After(from - 1), limit)
-                    .await;
-                let mut inner = hub.lock();
-                let Some(entry) = inner.rooms.get_mut(&room) else {
-                    return;
-                };
-                match fetched {
-                    Ok(page) => {
-                        for e in page.events {
-                            let seq = e.seq;
-                            let ready = entry
-                                .reorder
-                                .offer(seq, Utf8Bytes::from(ServerFrame::Msg(e).to_json()));
-                            deliver(entry, &room, ready);
-                        }
-                    }
-                    Err(e) => {
-                        // Sessions fill the gap from the store themselves when it is back.
-                        tracing::warn!(error = %e, "gap not filled from the store; skipped");
-                        let ready = entry.reorder.skip_gap();
-                        deliver(entry, &room, ready);
-                    }
-                }
-                if entry.reorder.gap().is_none() {
-                    entry.gap_pending = false;
-                    return;
-                }
-            }
-            if let Some(entry) = hub.lock().rooms.get_mut(&room) {
-                entry.gap_pending = false;
-            }
-        });
     }
 
     fn on_control(&self, c: Control) {
@@ -417,3 +372,6 @@ fn deliver(entry: &mut RoomEntry, room: &Arc<str>, ready: Vec<(u64, Utf8Bytes)>)
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

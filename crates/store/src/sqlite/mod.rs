@@ -224,6 +224,11 @@ impl Store for SqliteStore {
         self.read(move |c| read::room(c, &room_id)).await
     }
 
+    async fn last_seqs(&self, room_ids: &[String]) -> StoreResult<Vec<(String, u64)>> {
+        let ids = room_ids.to_vec();
+        self.read(move |c| read::last_seqs(c, &ids)).await
+    }
+
     async fn membership(&self, room_id: &str, user_id: &str) -> StoreResult<Option<u64>> {
         let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
         self.read(move |c| read::membership(c, &room_id, &user_id))
