@@ -18,7 +18,9 @@ pub struct Config {
     pub listen: String,
     /// Directory for the embedded SQLite store.
     pub data_dir: PathBuf,
-    /// Store URL; empty means SQLite at `<data_dir>/confab.db`.
+    /// Store URL, or a list of PostgreSQL URLs (one per shard, the first is the directory);
+    /// empty means SQLite at `<data_dir>/confab.db`. Kept as one comma-separated string.
+    #[serde(deserialize_with = "joined")]
     pub store: String,
     /// Bus URL (`memory://`).
     pub bus: String,
@@ -171,6 +173,11 @@ impl Config {
             self.store.clone()
         }
     }
+}
+
+/// Accepts one string or a list of strings, kept as one comma-separated string.
+fn joined<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    list(d).map(|v| v.join(","))
 }
 
 /// Accepts a list as a TOML array or as one comma-separated string (for environment variables).
