@@ -1,7 +1,7 @@
 // The conversation pane: the message log (grouping, history paging, read markers), the
 // composer (pending sends, retries), message actions, typing, members and leaving.
 
-import { reconcile } from './dom.js';
+import { reconcile, icon } from './dom.js';
 import { messageNode, dayNode, sysNode, unreadNode, memberEntry } from './views.js';
 import { newClientId, scalarLength, typingText, foldName } from './text.js';
 
@@ -74,7 +74,11 @@ export class Chat {
     if (!r) return;
     const { $, S } = this;
     const name = this.displayName(r);
-    $('room-title').textContent = r.dm ? name : `${r.meta.visibility === 'private' ? '🔒︎ ' : '# '}${name}`;
+    const title = $('room-title');
+    if (title.dataset.sig !== `${r.dm}|${r.meta.visibility}|${name}`) {
+      title.dataset.sig = `${r.dm}|${r.meta.visibility}|${name}`;
+      title.replaceChildren(...(r.dm ? [] : [icon(r.meta.visibility === 'private' ? 'lock' : 'hash', 'icon title-icon')]), name);
+    }
     $('room-sub').textContent = r.dm
       ? (r.peer && S.online.has(r.peer.id) ? 'Online' : 'Direct message')
       : `${r.meta.visibility === 'private' ? 'Private' : 'Public'} room · ${r.meta.member_count} member${r.meta.member_count === 1 ? '' : 's'}`;
@@ -184,6 +188,10 @@ export class Chat {
 
   onEvent(r, ev) {
     if (r.id !== this.S.current || this.S.view !== 'room') return;
+    if (ev.kind === 'join' && ev.from?.id !== this.S.me.id) {
+      clearTimeout(this.presenceTimer);
+      this.presenceTimer = setTimeout(() => this.S.conn?.send({ type: 'presence', room: r.id }), 300);
+    }
     if (ev.kind === 'text' && ev.from?.id === this.S.me.id) this.stick = true;
   }
 

@@ -96,6 +96,24 @@ export function reconcile(container, items, build) {
   }
 }
 
+const ICONS = {
+  hash: 'M9 3 7 21M17 3l-2 18M4 8.5h17M3 15.5h17',
+  lock: 'M6 11h12v9H6zM8.5 11V8a3.5 3.5 0 0 1 7 0v3',
+};
+
+/** A small stroked SVG icon (constant paths only). */
+export function icon(name, cls = 'icon') {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', cls);
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(NS, 'path');
+  path.setAttribute('d', ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
 /** Two letters for an avatar. */
 export function initials(name) {
   const s = String(name || '?').replace(/[^a-z0-9]/gi, ' ').trim();

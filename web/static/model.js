@@ -64,7 +64,12 @@ export class RoomState {
   addEvent(ev) {
     if (!ev || typeof ev.seq !== 'number' || this.events.has(ev.seq)) return false;
     this.events.set(ev.seq, ev);
-    if (ev.seq > this.meta.last_seq) this.meta.last_seq = ev.seq;
+    if (ev.seq > this.meta.last_seq) {
+      // A membership change newer than the room object we have: keep member_count current.
+      if (ev.kind === 'join') this.meta.member_count += 1;
+      if (ev.kind === 'leave') this.meta.member_count = Math.max(0, this.meta.member_count - 1);
+      this.meta.last_seq = ev.seq;
+    }
     if (MODS.has(ev.kind) && typeof ev.target === 'number') {
       const list = this.mods.get(ev.target) ?? [];
       list.push(ev);

@@ -88,6 +88,13 @@ export function timeLabel(ts) {
   return new Date(ts).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
 }
 
+/** "10:38" without AM/PM, for the narrow gutter beside grouped messages. */
+export function shortTimeLabel(ts) {
+  const parts = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' }).formatToParts(new Date(ts));
+  return parts.filter((p) => p.type === 'hour' || p.type === 'minute' || (p.type === 'literal' && /[:.]/.test(p.value)))
+    .map((p) => p.value).join('');
+}
+
 /** Full date and time, for tooltips. */
 export function fullTimeLabel(ts) {
   return new Date(ts).toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'short' });

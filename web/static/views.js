@@ -1,8 +1,8 @@
 // Builds the DOM of the sidebar entries and of the conversation's items. No state lives here:
 // every function turns plain data into elements (user text as text nodes only, see dom.js).
 
-import { h, richText, initials, hue } from './dom.js';
-import { timeLabel, fullTimeLabel } from './text.js';
+import { h, richText, initials, hue, icon } from './dom.js';
+import { timeLabel, shortTimeLabel, fullTimeLabel } from './text.js';
 
 export const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀'];
 
@@ -13,9 +13,9 @@ export function avatar(name, cls = '') {
 /** One sidebar entry: a link named by the room's (or DM partner's) name. */
 export function roomEntry(r) {
   const descId = `unread-${r.id}`;
-  const icon = r.dm
+  const lead = r.dm
     ? h('span', { class: `presence-dot ${r.online ? 'online' : ''}`, 'aria-hidden': 'true' })
-    : h('span', { class: 'room-icon', 'aria-hidden': 'true' }, r.visibility === 'private' ? '🔒︎' : '#');
+    : h('span', { class: 'room-icon', 'aria-hidden': 'true' }, icon(r.visibility === 'private' ? 'lock' : 'hash'));
   return h('li', null,
     h('a', {
       href: `#/room/${encodeURIComponent(r.id)}`,
@@ -25,7 +25,7 @@ export function roomEntry(r) {
       'data-focus': 'link',
       'data-room': r.id,
     },
-    icon,
+    lead,
     h('span', { class: 'room-name' }, r.name),
     r.unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, r.unread > 99 ? '99+' : String(r.unread)) : null),
     r.unread ? h('span', { id: descId, class: 'sr-only' }, `${r.unread} unread`) : null);
@@ -127,7 +127,7 @@ export function messageNode(item, ctx) {
     'data-seq': pending ? null : item.seq,
     'data-client-id': pending ? item.clientId : null,
   },
-  item.head ? avatar(name) : h('span', { class: 'gutter', 'aria-hidden': 'true' }, timeLabel(item.ts)),
+  item.head ? avatar(name) : h('span', { class: 'gutter', 'aria-hidden': 'true', title: fullTimeLabel(item.ts) }, shortTimeLabel(item.ts)),
   main);
 
   if (!pending && !item.deleted && !editing) {
@@ -148,7 +148,7 @@ export function messageNode(item, ctx) {
 /** A row of the public room directory. */
 export function directoryEntry(room, isMember) {
   return h('li', { class: 'dir-item' },
-    h('span', { class: 'room-icon big', 'aria-hidden': 'true' }, '#'),
+    h('span', { class: 'room-icon big', 'aria-hidden': 'true' }, icon('hash')),
     h('div', { class: 'dir-text' },
       h('span', { class: 'dir-name' }, room.name),
       h('span', { class: 'dir-meta' }, `${room.member_count} member${room.member_count === 1 ? '' : 's'}`)),
@@ -161,8 +161,8 @@ export function directoryEntry(room, isMember) {
 export function memberEntry(m, { isOwnerRow, canRemove, online }) {
   return h('li', { class: 'member' },
     avatar(m.name, 'small'),
-    h('span', { class: 'member-name' }, m.name),
-    h('span', { class: `presence-dot ${online ? 'online' : ''}`, 'aria-hidden': 'true' }),
+    h('span', { class: 'member-name' }, h('span', null, m.name),
+      h('span', { class: `presence-dot ${online ? 'online' : ''}`, title: online ? 'online' : 'offline', 'aria-hidden': 'true' })),
     isOwnerRow ? h('span', { class: 'tag' }, 'owner') : null,
     canRemove ? h('button', { type: 'button', class: 'btn small ghost', 'data-remove': m.name, 'aria-label': `Remove ${m.name}` }, 'Remove') : null);
 }
