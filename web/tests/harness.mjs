@@ -88,7 +88,20 @@ export class Server {
     } else {
       return null;
     }
+    await s.checkFresh();
     return s;
+  }
+
+  /** Fails when the server embeds other client files than web/static holds (a stale build). */
+  async checkFresh() {
+    const dir = path.join(WEB_DIR, 'static');
+    for (const name of fs.readdirSync(dir)) {
+      const res = await fetch(`${this.url}/${name === 'index.html' ? '' : name}`);
+      const served = await res.text();
+      if (served !== fs.readFileSync(path.join(dir, name), 'utf8')) {
+        throw new Error(`the server serves a different ${name} than web/static/${name}: rebuild confab (web/e2e.sh does)`);
+      }
+    }
   }
 
   get canRestart() {
@@ -100,7 +113,8 @@ export class Server {
     fs.writeSync(log, `\n==== start ${new Date().toISOString()} port ${this.port} data ${this.dataDir}\n`);
     this.proc = spawn(this.bin, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir], {
       stdio: ['ignore', log, log],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+      // confab reads CONFAB_<KEY> variables as configuration: give it none of the tests' own.
+      env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONFAB_'))), RUST_LOG: process.env.RUST_LOG ?? 'info' },
     });
     fs.closeSync(log);
     if (process.env.CONFAB_PIDFILE) fs.writeFileSync(process.env.CONFAB_PIDFILE, String(this.proc.pid));
