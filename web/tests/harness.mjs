@@ -81,6 +81,7 @@ export class Server {
       s.port = Number(process.env.CONFAB_PORT) || (await freePort());
       s.dataDir = process.env.CONFAB_DATA_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'confab-e2e-'));
       s.url = `http://127.0.0.1:${s.port}`;
+      fs.writeFileSync(path.join(RESULTS, 'server.log'), '');
       await s.start();
     } else if (process.env.CONFAB_URL) {
       s.url = process.env.CONFAB_URL.replace(/\/$/, '');
@@ -171,6 +172,22 @@ export function watch(page, label) {
   page.on('pageerror', (e) => w.errors.push(`${label}: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' && !/Failed to load resource|WebSocket connection/.test(m.text())) w.errors.push(`${label}: ${m.text()}`);
+  });
+  w.wsErrors = [];
+  const log = fs.createWriteStream(path.join(RESULTS, `ws-${label}.log`));
+  page.on('websocket', (ws) => {
+    log.write(`${new Date().toISOString()} open ${ws.url()}\n`);
+    ws.on('framesent', (f) => log.write(`${new Date().toISOString()} > ${String(f.payload).replace(/"token":"[^"]*"/, '"token":"…"')}\n`));
+    ws.on('framereceived', (f) => {
+      log.write(`${new Date().toISOString()} < ${f.payload}\n`);
+      try {
+        const frame = JSON.parse(String(f.payload));
+        if (frame.type === 'error') w.wsErrors.push(`${label}: ${f.payload}`);
+      } catch {
+        w.wsErrors.push(`${label}: not JSON: ${f.payload}`);
+      }
+    });
+    ws.on('close', () => log.write(`${new Date().toISOString()} closed\n`));
   });
   page.on('dialog', (d) => {
     w.dialogs.push(d.message());
