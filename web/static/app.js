@@ -85,10 +85,12 @@ function renderConn() {
   else if (st === 'connecting') text = S.everOnline ? 'Reconnecting…' : 'Connecting…';
   else if (st === 'waiting') {
     const s = Math.max(0, Math.ceil((S.conn.retryAt - Date.now()) / 1000));
-    text = s > 0 ? `Offline · reconnecting in ${s}s` : 'Reconnecting…';
+    text = s > 0 ? `Offline · retrying in ${s}s` : 'Reconnecting…';
   }
   $('conn-text').textContent = text;
   $('conn-retry').hidden = st !== 'waiting';
+  $('offline-note').hidden = st === 'online' || !S.everOnline;
+  $('me-dot').classList.toggle('online', st === 'online');
 }
 setInterval(() => S.conn?.state === 'waiting' && renderConn(), 500);
 
@@ -178,7 +180,7 @@ function enterChat(session) {
   S.session = session;
   S.me = session.user;
   S.rooms.clear();
-  S.online = new Set([S.me.id]);
+  S.online = new Set();
   S.everOnline = false;
   api.token = session.token;
   api.onUnauthorized = () => endSession('Your session has ended. Please log in again.');
@@ -192,7 +194,12 @@ function enterChat(session) {
     token: () => S.session.token,
     sync: () => (S.syncSent = syncMap()),
     onFrame,
-    onState: () => renderConn(),
+    onState: (st) => {
+      // Presence is unknown while offline; `ready` brings it back.
+      if (st !== 'online') S.online = new Set();
+      renderConn();
+      scheduleRender();
+    },
     onUnauthorized: () => endSession('Your session has ended. Please log in again.'),
   });
   S.conn.start();
@@ -352,6 +359,7 @@ function onFrame(f) {
     case 'ready': {
       S.everOnline = true;
       S.me = f.user;
+      S.online.add(S.me.id);
       S.limits = f.limits ?? S.limits;
       const seen = new Set();
       for (const meta of f.rooms) {

@@ -64,8 +64,8 @@ export function messageNode(item, ctx) {
     main.append(h('div', { class: 'msg-meta' },
       h('span', { class: 'author' }, name),
       h('span', {
-        class: `presence-dot ${ctx.online.has(item.from.id) || item.mine ? 'online' : ''}`,
-        title: ctx.online.has(item.from.id) || item.mine ? 'online' : 'offline',
+        class: `presence-dot ${ctx.online.has(item.from.id) ? 'online' : ''}`,
+        title: ctx.online.has(item.from.id) ? 'online' : 'offline',
         'aria-hidden': 'true',
       }),
       time));
