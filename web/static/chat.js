@@ -495,6 +495,12 @@ export class Chat {
       const b = e.target.closest('[data-action]');
       const msgEl = b?.closest('.msg');
       if (b && msgEl) this.act(b.dataset.action, msgEl, b);
+      else if (!e.target.closest('a, button, textarea, form')) {
+        // A tap on a message shows its actions (touch screens have no hover).
+        const tapped = e.target.closest('.msg');
+        for (const m of $('log-items').querySelectorAll('.msg.touched')) if (m !== tapped) m.classList.remove('touched');
+        tapped?.classList.toggle('touched');
+      }
     });
     $('log-items').addEventListener('submit', (e) => {
       e.preventDefault();

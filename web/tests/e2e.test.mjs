@@ -376,6 +376,11 @@ describe('confab web client', { skip, timeout: 600000 }, () => {
 
   it('logs out', async () => {
     await shot(b, '13-bob-final');
+    await a.emulateMedia({ colorScheme: 'dark' });
+    await sideLink(a, ROOM).click();
+    await waitBody(a, 'from my phone');
+    await shot(a, '14-ada-dark');
+    await a.emulateMedia({ colorScheme: 'light' });
     await b.getByRole('button', { name: 'Log out' }).click();
     await b.getByRole('button', { name: 'Log in' }).waitFor();
     await b.reload();
