@@ -27,3 +27,9 @@ impl From<rusqlite::Error> for StoreError {
         StoreError::Unavailable(e.to_string())
     }
 }
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}

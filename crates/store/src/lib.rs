@@ -13,6 +13,7 @@
 
 mod error;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -109,9 +110,14 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (a file) or `sqlite::memory:` (a temporary
-/// file, deleted when the store is dropped).
+/// Opens the store a URL names: `sqlite://PATH` (a file), `sqlite::memory:` (a temporary
+/// file, deleted when the store is dropped), or `postgres://…` (one database), or several
+/// PostgreSQL URLs separated by commas (one shard each, the first also the directory).
 pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
+    if postgres::is_postgres_url(url) {
+        let urls = postgres::split_urls(url)?;
+        return Ok(Arc::new(postgres::PgStore::connect(&urls, options).await?));
+    }
     if url == "sqlite::memory:" {
         return Ok(Arc::new(
             sqlite::SqliteStore::open_temporary(options).await?,
@@ -134,8 +140,10 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// SQLite `synchronous`: `full` (survives power loss) or `normal` (survives a process crash).
     pub sqlite_synchronous: String,
-    /// Read connections (SQLite) or pool size (others).
+    /// Read connections (SQLite).
     pub readers: usize,
+    /// Connections per shard (PostgreSQL), shared by the shard's writer and its reads.
+    pub pool_size: usize,
 }
 
 impl Default for StoreOptions {
@@ -144,6 +152,7 @@ impl Default for StoreOptions {
             max_batch: 1024,
             sqlite_synchronous: "full".into(),
             readers: 4,
+            pool_size: 8,
         }
     }
 }
@@ -151,4 +160,17 @@ impl Default for StoreOptions {
 /// A new event's id: a ULID (time-ordered, globally unique).
 pub fn new_event_id() -> String {
     ulid::Ulid::new().to_string()
+}
+
+/// A new id: `prefix` and 16 random characters of `[A-Za-z0-9]`.
+pub(crate) fn random_id(prefix: &str) -> String {
+    use rand::RngExt;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(prefix.len() + 16);
+    id.push_str(prefix);
+    for _ in 0..16 {
+        id.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
+    }
+    id
 }

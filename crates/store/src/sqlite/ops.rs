@@ -4,7 +4,6 @@
 use confab_domain::RuleError;
 use confab_domain::rules::{advance_read, may_delete, may_edit, may_react, may_use};
 use confab_protocol::{Event, EventKind, UserRef};
-use rand::RngExt;
 use rusqlite::{Connection, params};
 
 use super::read::{self, facts};
@@ -14,17 +13,7 @@ pub(super) const NO_ROOM: RuleError = RuleError::NotFound("no such room");
 
 pub(super) const NO_USER: RuleError = RuleError::NotFound("no such user");
 
-/// A new id: `prefix` and 16 random characters of `[A-Za-z0-9]`.
-pub(super) fn random_id(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let mut id = String::with_capacity(prefix.len() + 16);
-    id.push_str(prefix);
-    for _ in 0..16 {
-        id.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
-    }
-    id
-}
+pub(super) use crate::random_id;
 
 pub(super) fn create_user(
     conn: &Connection,

@@ -1,0 +1,369 @@
+//! One batch, one transaction: create missing DM rooms, lock the batch's rooms in id order,
+//! read the facts once, decide every command in memory (`apply`), then write each kind of row
+//! with one multi-row statement and commit. About ten round trips whatever the batch's size.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::apply::{Needs, Op, Outcome, View, Writes};
+use super::rows::{EventRow, RoomRow, TargetRow, event_columns, room_columns, signed, unsigned};
+use crate::{StoreError, StoreResult};
+
+/// What a committed batch answered and wrote.
+pub(super) struct Committed {
+    pub(super) outcomes: Vec<StoreResult<Outcome>>,
+    pub(super) events: u64,
+    pub(super) event_statements: u64,
+}
+
+/// Runs `ops` in one transaction. `Err` means nothing was committed (as far as this node can
+/// tell); every command of the batch then answers `Unavailable`.
+pub(super) async fn commit(pool: &PgPool, ops: &[&Op], now: i64) -> StoreResult<Committed> {
+    let needs = Needs::of(ops);
+    let mut tx = pool.begin().await?;
+    create_dm_rooms(&mut tx, &needs, now).await?;
+    let mut view = read_facts(&mut tx, &needs, now).await?;
+    let outcomes: Vec<_> = ops.iter().map(|op| view.apply(op)).collect();
+    let writes = view.into_writes();
+    let events = writes.events.len() as u64;
+    let event_statements = write(&mut tx, writes).await?;
+    tx.commit().await?;
+    Ok(Committed {
+        outcomes,
+        events,
+        event_statements,
+    })
+}
+
+/// Inserts the rows of DMs whose room does not exist yet (ids sorted, so two nodes creating
+/// the same DMs wait for each other in one order).
+async fn create_dm_rooms(
+    tx: &mut Transaction<'static, Postgres>,
+    needs: &Needs,
+    now: i64,
+) -> StoreResult<()> {
+    if needs.dm_rooms.is_empty() {
+        return Ok(());
+    }
+    let mut columns: [Vec<String>; 5] = Default::default();
+    for (id, key, name, owner) in &needs.dm_rooms {
+        columns[0].push(id.clone());
+        columns[1].push(name.clone());
+        columns[2].push(name.to_lowercase());
+        columns[3].push(key.clone());
+        columns[4].push(owner.clone());
+    }
+    let [ids, names, lower, keys, owners] = columns;
+    sqlx::query(
+        "INSERT INTO rooms (id, name, name_lower, visibility, dm_key, owner, created_ts, \
+         member_count, last_seq) \
+         SELECT u.id, u.name, u.name_lower, 'private', u.dm_key, u.owner, $6, 0, 0 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         AS u(id, name, name_lower, dm_key, owner) ORDER BY u.id \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(ids)
+    .bind(names)
+    .bind(lower)
+    .bind(keys)
+    .bind(owners)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Locks the batch's rooms (in id order: no deadlock between nodes) and reads what the rules
+/// need. Every writer locks a room's row before it touches the room's members or events, so
+/// what is read here stays true until the commit.
+async fn read_facts(
+    tx: &mut Transaction<'static, Postgres>,
+    needs: &Needs,
+    now: i64,
+) -> StoreResult<View> {
+    let mut rooms = Vec::new();
+    if !needs.rooms.is_empty() {
+        let rows: Vec<RoomRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            room_columns!(),
+            " FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        ))
+        .bind(&needs.rooms)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            rooms.push(row.into_info(None)?);
+        }
+    }
+    let mut members = Vec::new();
+    if !needs.members.is_empty() {
+        let (room_ids, user_ids): (Vec<_>, Vec<_>) = needs.members.iter().cloned().unzip();
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT room_id, user_id, read_seq FROM members WHERE (room_id, user_id) IN \
+             (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+        )
+        .bind(room_ids)
+        .bind(user_ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (room, user, seq) in rows {
+            members.push((room, user, unsigned(seq, "a read marker")?));
+        }
+    }
+    let mut targets = Vec::new();
+    if !needs.targets.is_empty() {
+        let (room_ids, seqs): (Vec<_>, Vec<_>) = needs.targets.iter().cloned().unzip();
+        let rows: Vec<TargetRow> = sqlx::query_as(
+            "SELECT room_id, seq, kind, deleted, from_id FROM events WHERE (room_id, seq) IN \
+             (SELECT * FROM UNNEST($1::text[], $2::bigint[]))",
+        )
+        .bind(room_ids)
+        .bind(seqs)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            let key = (row.room_id.clone(), unsigned(row.seq, "a seq")?);
+            targets.push((key, row.facts()));
+        }
+    }
+    let mut client_ids = Vec::new();
+    if !needs.client_ids.is_empty() {
+        let mut columns: [Vec<String>; 3] = Default::default();
+        for (room, from, client) in &needs.client_ids {
+            columns[0].push(room.clone());
+            columns[1].push(from.clone());
+            columns[2].push(client.clone());
+        }
+        let [room_ids, from_ids, clients] = columns;
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE client_id IS NOT NULL AND (room_id, from_id, client_id) IN \
+             (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))"
+        ))
+        .bind(room_ids)
+        .bind(from_ids)
+        .bind(clients)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            client_ids.push(row.into_event()?);
+        }
+    }
+    Ok(View::new(now, rooms, members, targets, client_ids))
+}
+
+/// Writes what the batch decided, one statement per kind of row. Returns how many statements
+/// inserted events (one, or none).
+async fn write(tx: &mut Transaction<'static, Postgres>, writes: Writes) -> StoreResult<u64> {
+    insert_rooms(tx, &writes).await?;
+    if !writes.room_counts.is_empty() {
+        let (mut ids, mut counts, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, count, seq) in &writes.room_counts {
+            ids.push(id.as_str());
+            counts.push(signed(*count));
+            seqs.push(signed(*seq));
+        }
+        sqlx::query(
+            "UPDATE rooms SET member_count = u.member_count, last_seq = u.last_seq \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS u(id, member_count, last_seq) \
+             WHERE rooms.id = u.id",
+        )
+        .bind(ids)
+        .bind(counts)
+        .bind(seqs)
+        .execute(&mut **tx)
+        .await?;
+    }
+    write_members(tx, &writes).await?;
+    let mut statements = 0;
+    if !writes.events.is_empty() {
+        insert_events(tx, &writes).await?;
+        statements += 1;
+    }
+    if !writes.erased.is_empty() {
+        let (room_ids, seqs): (Vec<_>, Vec<_>) = writes
+            .erased
+            .iter()
+            .map(|(room, seq)| (room.as_str(), signed(*seq)))
+            .unzip();
+        for sql in [
+            "UPDATE events SET deleted = TRUE, body = NULL WHERE (room_id, seq) IN \
+             (SELECT * FROM UNNEST($1::text[], $2::bigint[]))",
+            "UPDATE events SET deleted = TRUE, body = NULL WHERE kind = 'edit' \
+             AND (room_id, target) IN (SELECT * FROM UNNEST($1::text[], $2::bigint[]))",
+        ] {
+            sqlx::query(sql)
+                .bind(&room_ids)
+                .bind(&seqs)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(statements)
+}
+
+async fn insert_rooms(tx: &mut Transaction<'static, Postgres>, writes: &Writes) -> StoreResult<()> {
+    if writes.new_rooms.is_empty() {
+        return Ok(());
+    }
+    let mut text: [Vec<&str>; 5] = Default::default();
+    let mut numbers: [Vec<i64>; 3] = Default::default();
+    let lower: Vec<String> = writes
+        .new_rooms
+        .iter()
+        .map(|r| r.room.name.to_lowercase())
+        .collect();
+    for (info, lower) in writes.new_rooms.iter().zip(&lower) {
+        let room = &info.room;
+        text[0].push(&room.id);
+        text[1].push(&room.name);
+        text[2].push(lower);
+        text[3].push(room.visibility.as_str());
+        text[4].push(&room.owner);
+        numbers[0].push(room.created_ts);
+        numbers[1].push(signed(room.member_count));
+        numbers[2].push(signed(room.last_seq));
+    }
+    let [ids, names, lower, visibility, owners] = text;
+    let [created, counts, seqs] = numbers;
+    sqlx::query(
+        "INSERT INTO rooms (id, name, name_lower, visibility, owner, created_ts, member_count, \
+         last_seq) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])",
+    )
+    .bind(ids)
+    .bind(names)
+    .bind(lower)
+    .bind(visibility)
+    .bind(owners)
+    .bind(created)
+    .bind(counts)
+    .bind(seqs)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_members(
+    tx: &mut Transaction<'static, Postgres>,
+    writes: &Writes,
+) -> StoreResult<()> {
+    if !writes.member_deletes.is_empty() {
+        let (room_ids, user_ids): (Vec<_>, Vec<_>) = writes
+            .member_deletes
+            .iter()
+            .map(|(r, u)| (r.as_str(), u.as_str()))
+            .unzip();
+        sqlx::query(
+            "DELETE FROM members WHERE (room_id, user_id) IN \
+             (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+        )
+        .bind(room_ids)
+        .bind(user_ids)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !writes.member_inserts.is_empty() {
+        let mut text: [Vec<&str>; 3] = Default::default();
+        let mut seqs = Vec::new();
+        for (room, user, name, seq) in &writes.member_inserts {
+            text[0].push(room);
+            text[1].push(user);
+            text[2].push(name);
+            seqs.push(signed(*seq));
+        }
+        let [room_ids, user_ids, names] = text;
+        sqlx::query(
+            "INSERT INTO members (room_id, user_id, user_name, read_seq) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])",
+        )
+        .bind(room_ids)
+        .bind(user_ids)
+        .bind(names)
+        .bind(seqs)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !writes.member_updates.is_empty() {
+        let mut text: [Vec<&str>; 2] = Default::default();
+        let mut seqs = Vec::new();
+        for (room, user, seq) in &writes.member_updates {
+            text[0].push(room);
+            text[1].push(user);
+            seqs.push(signed(*seq));
+        }
+        let [room_ids, user_ids] = text;
+        sqlx::query(
+            "UPDATE members SET read_seq = u.read_seq \
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(room_id, user_id, read_seq) \
+             WHERE members.room_id = u.room_id AND members.user_id = u.user_id",
+        )
+        .bind(room_ids)
+        .bind(user_ids)
+        .bind(seqs)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Every new event of the batch in one `INSERT … SELECT FROM UNNEST`.
+async fn insert_events(tx: &mut Transaction<'static, Postgres>, writes: &Writes) -> StoreResult<()> {
+    let n = writes.events.len();
+    let mut text: [Vec<&str>; 4] = Default::default();
+    let mut optional: [Vec<Option<&str>>; 4] = Default::default();
+    let (mut seqs, mut targets, mut deleted, mut ts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in &writes.events {
+        text[0].push(&e.room);
+        text[1].push(&e.id);
+        text[2].push(e.kind.as_str());
+        text[3].push(&e.from.id);
+        optional[0].push(e.by.as_ref().map(|u| u.id.as_str()));
+        optional[1].push(e.by.as_ref().map(|u| u.name.as_str()));
+        optional[2].push(e.body.as_deref());
+        optional[3].push(e.client_id.as_deref());
+        seqs.push(signed(e.seq));
+        targets.push(e.target.map(signed));
+        deleted.push(e.deleted);
+        ts.push(e.ts);
+    }
+    let from_names: Vec<&str> = writes.events.iter().map(|e| e.from.name.as_str()).collect();
+    let [room_ids, ids, kinds, from_ids] = text;
+    let [by_ids, by_names, bodies, client_ids] = optional;
+    sqlx::query(
+        "INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, body, \
+         target, deleted, ts, client_id) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::boolean[], \
+         $12::bigint[], $13::text[])",
+    )
+    .bind(room_ids)
+    .bind(seqs)
+    .bind(ids)
+    .bind(kinds)
+    .bind(from_ids)
+    .bind(from_names)
+    .bind(by_ids)
+    .bind(by_names)
+    .bind(bodies)
+    .bind(targets)
+    .bind(deleted)
+    .bind(ts)
+    .bind(client_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Why a failed batch's commands get `Unavailable`.
+pub(super) fn failure_cause(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(cause) => cause.clone(),
+        other => other.to_string(),
+    }
+}
