@@ -244,6 +244,52 @@ describe('confab web client', { skip, timeout: 600000 }, () => {
     await shot(b, '06-xss-as-text');
   });
 
+  it('after a dropped connection, resumes with sync: missed messages arrive once, pending ones go out', async () => {
+    // A third tab of ada's whose WebSocket goes through Playwright, so the test can cut it.
+    const p = await ctxA.newPage();
+    watched.push(watch(p, 'ada-drop'));
+    let cut = false;
+    const open = new Set();
+    const auths = [];
+    await p.routeWebSocket(/\/v1\/ws$/, (ws) => {
+      if (cut) {
+        ws.close({ code: 4000, reason: 'test: network down' });
+        return;
+      }
+      const srv = ws.connectToServer();
+      open.add(srv);
+      ws.onMessage((m) => {
+        if (String(m).includes('"type":"auth"')) auths.push(JSON.parse(String(m)));
+        srv.send(m);
+      });
+    });
+    await p.goto(`${server.url}/#/room/${encodeURIComponent(roomId)}`);
+    await online(p);
+    await waitBody(p, XSS);
+
+    cut = true;
+    for (const srv of open) srv.close();
+    await until(async () => (await connState(p)) !== 'online', 'the page to notice the drop');
+    await p.locator('#offline-note').waitFor();
+    for (const t of ['missed 1', 'missed 2', 'missed 3']) await send(b, t);
+    await waitBody(b, 'missed 3');
+    await send(p, 'ada wrote this while cut off');
+    await p.locator('#log-items .msg.pending').waitFor();
+    await sleep(1500);
+    cut = false;
+    await online(p, 45000);
+    await waitBody(p, 'missed 3');
+    await waitBody(b, 'ada wrote this while cut off');
+    await until(async () => (await p.locator('#log-items .msg.pending').count()) === 0, 'the pending message to be confirmed');
+    const resumed = auths.at(-1);
+    assert.ok(resumed.sync && resumed.sync[roomId] > 0, `the last auth frame resumes with sync: ${JSON.stringify({ ...resumed, token: '…' })}`);
+    const want = await serverBodies(p, roomId);
+    assert.deepEqual(await bodies(p), want, 'the cut-off tab shows exactly the server’s messages');
+    assert.equal(want.filter((x) => x === 'missed 2').length, 1);
+    await until(async () => JSON.stringify(await bodies(a)) === JSON.stringify(want), 'ada’s first tab to agree');
+    await p.close();
+  });
+
   for (const [signal, label] of [['SIGTERM', 'a graceful restart'], ['SIGKILL', 'a crash']]) {
     it(`recovers from ${label} of the server with nothing missing or doubled`, { skip: server?.canRestart ? false : 'needs CONFAB_BIN' }, async () => {
       const before = await bodies(a);
