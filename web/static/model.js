@@ -217,6 +217,7 @@ export class RoomState {
     for (const seq of seqs) {
       const ev = this.events.get(seq);
       if (ev.kind !== 'text' && ev.kind !== 'join' && ev.kind !== 'leave') continue;
+      if (this.dm === true && ev.kind === 'join' && seq <= 2) continue; // a DM's two opening joins say nothing
       if (!dividerPlaced && seq > unreadAfter && ev.from?.id !== this.meId) {
         dividerPlaced = true;
         if (items.length) {
