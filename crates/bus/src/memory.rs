@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::{Bus, BusError, Delivery};
+use crate::{Bus, BusError, Delivery, channel};
 
 type NodeId = u64;
 
@@ -32,7 +32,13 @@ impl MemoryBroker {
         let id = routes.next_node;
         routes.next_node += 1;
         routes.inboxes.insert(id, tx);
-        (MemoryBus { broker: self.clone(), id }, rx)
+        (
+            MemoryBus {
+                broker: self.clone(),
+                id,
+            },
+            rx,
+        )
     }
 }
 
@@ -44,13 +50,17 @@ pub struct MemoryBus {
 
 impl MemoryBus {
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.broker.routes.lock().unwrap_or_else(PoisonError::into_inner)
+        self.broker
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        channel(topic)?;
         let routes = self.routes();
         let Some((topic, nodes)) = routes.topics.get_key_value(topic) else {
             return Ok(());
@@ -58,7 +68,13 @@ impl Bus for MemoryBus {
         for node in nodes {
             if let Some(inbox) = routes.inboxes.get(node) {
                 // A full inbox loses the message, as any bus may; receivers fill gaps from the store.
-                if inbox.try_send(Delivery { topic: topic.clone(), payload: payload.clone() }).is_err() {
+                if inbox
+                    .try_send(Delivery {
+                        topic: topic.clone(),
+                        payload: payload.clone(),
+                    })
+                    .is_err()
+                {
                     tracing::warn!(topic = %topic, "bus inbox full or closed; message dropped");
                 }
             }
@@ -67,7 +83,12 @@ impl Bus for MemoryBus {
     }
 
     async fn subscribe(&self, topic: &str) -> Result<(), BusError> {
-        self.routes().topics.entry(Arc::from(topic)).or_default().insert(self.id);
+        channel(topic)?;
+        self.routes()
+            .topics
+            .entry(Arc::from(topic))
+            .or_default()
+            .insert(self.id);
         Ok(())
     }
 
@@ -108,14 +129,20 @@ mod tests {
         let (a, mut a_in) = broker.node(8);
         let (b, mut b_in) = broker.node(8);
         a.subscribe("room.1").await.expect("subscribe");
-        b.publish("room.1", Bytes::from_static(b"hi")).await.expect("publish");
-        b.publish("room.2", Bytes::from_static(b"no")).await.expect("publish");
+        b.publish("room.1", Bytes::from_static(b"hi"))
+            .await
+            .expect("publish");
+        b.publish("room.2", Bytes::from_static(b"no"))
+            .await
+            .expect("publish");
         let got = a_in.recv().await.expect("delivered");
         assert_eq!(&*got.topic, "room.1");
         assert_eq!(&got.payload[..], b"hi");
         assert!(b_in.try_recv().is_err());
         a.unsubscribe("room.1").await.expect("unsubscribe");
-        b.publish("room.1", Bytes::from_static(b"late")).await.expect("publish");
+        b.publish("room.1", Bytes::from_static(b"late"))
+            .await
+            .expect("publish");
         assert!(a_in.try_recv().is_err());
     }
 }

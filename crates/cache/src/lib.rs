@@ -2,9 +2,12 @@
 //! presence (who is online) and rate-limit counters.
 //!
 //! Contract: the cache is never the only copy of anything durable. Presence entries of a node
-//! expire by themselves when the node stops refreshing them. Only `connect(url)` names a back end.
+//! expire by themselves when the node stops refreshing them. A token bucket is shared by every
+//! node using the same key. Calls never wait long for a cache that is away: they fail with
+//! `CacheError::Unavailable`. Only `connect(url)` names a back end.
 
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -32,7 +35,12 @@ pub struct Rate {
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     /// Takes a token from `key`'s bucket, or returns the milliseconds until one is there.
-    async fn take_token(&self, key: &str, rate: Rate, now_ms: u64) -> Result<Result<(), u64>, CacheError>;
+    async fn take_token(
+        &self,
+        key: &str,
+        rate: Rate,
+        now_ms: u64,
+    ) -> Result<Result<(), u64>, CacheError>;
     /// Counts one more session of `user` on `node`; true if the user just came online.
     async fn session_opened(&self, user: &str, node: &str) -> Result<bool, CacheError>;
     /// Counts one session of `user` on `node` gone; true if the user just went offline.
@@ -43,10 +51,16 @@ pub trait Cache: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Connects to the cache a URL names (`memory://`).
+/// Connects to the cache a URL names (`memory://` or `redis://host:port`).
 pub async fn connect(url: &str) -> Result<Arc<dyn Cache>, CacheError> {
     if url == "memory://" || url == "memory" {
         return Ok(Arc::new(memory::MemoryCache::default()));
     }
-    Err(CacheError::Config(format!("unsupported cache URL `{url}`")))
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return Ok(Arc::new(redis::RedisCache::connect(url).await?));
+    }
+    let scheme = url.split("://").next().unwrap_or_default();
+    Err(CacheError::Config(format!(
+        "unsupported cache URL scheme `{scheme}`"
+    )))
 }

@@ -29,15 +29,24 @@ impl MemoryCache {
 
 #[async_trait]
 impl Cache for MemoryCache {
-    async fn take_token(&self, key: &str, rate: Rate, now_ms: u64) -> Result<Result<(), u64>, CacheError> {
+    async fn take_token(
+        &self,
+        key: &str,
+        rate: Rate,
+        now_ms: u64,
+    ) -> Result<Result<(), u64>, CacheError> {
         let mut st = self.state();
         // Full buckets carry no information: forget them now and then so memory stays bounded
         // by the keys active in the last few seconds.
         if now_ms >= st.last_sweep_ms + 10_000 {
-            st.buckets.retain(|_, b| !b.is_full(now_ms, rate.per_s, rate.burst));
+            st.buckets
+                .retain(|_, b| !b.is_full(now_ms, rate.per_s, rate.burst));
             st.last_sweep_ms = now_ms;
         }
-        let bucket = st.buckets.entry(key.to_owned()).or_insert_with(|| TokenBucket::full(rate.burst, now_ms));
+        let bucket = st
+            .buckets
+            .entry(key.to_owned())
+            .or_insert_with(|| TokenBucket::full(rate.burst, now_ms));
         Ok(bucket.take(now_ms, rate.per_s, rate.burst))
     }
 
@@ -65,7 +74,11 @@ impl Cache for MemoryCache {
 
     async fn online(&self, users: &[String]) -> Result<Vec<String>, CacheError> {
         let st = self.state();
-        Ok(users.iter().filter(|u| st.sessions.contains_key(u.as_str())).cloned().collect())
+        Ok(users
+            .iter()
+            .filter(|u| st.sessions.contains_key(u.as_str()))
+            .cloned()
+            .collect())
     }
 
     fn describe(&self) -> String {
@@ -82,7 +95,10 @@ mod tests {
         let c = MemoryCache::default();
         assert!(c.session_opened("u", "n").await.expect("ok"));
         assert!(!c.session_opened("u", "n").await.expect("ok"));
-        assert_eq!(c.online(&["u".into(), "v".into()]).await.expect("ok"), vec!["u".to_owned()]);
+        assert_eq!(
+            c.online(&["u".into(), "v".into()]).await.expect("ok"),
+            vec!["u".to_owned()]
+        );
         assert!(!c.session_closed("u", "n").await.expect("ok"));
         assert!(c.session_closed("u", "n").await.expect("ok"));
         assert!(c.online(&["u".into()]).await.expect("ok").is_empty());
