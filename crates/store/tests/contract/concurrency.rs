@@ -7,11 +7,10 @@ use confab_protocol::{EventKind, Visibility};
 use confab_store::{Append, EventRange, StoreError};
 use tokio::task::JoinSet;
 
-use crate::{Fixture, text, within};
+use crate::{Backend, Fixture, text, within};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn seqs_are_contiguous_under_concurrent_appends() {
-    let f = Fixture::open().await;
+async fn seqs_are_contiguous_under_concurrent_appends(b: Backend) {
+    let f = Fixture::open(b).await;
     let mut users = Vec::new();
     for i in 0..20 {
         users.push(f.user(&format!("user{i}")).await);
@@ -71,9 +70,8 @@ async fn seqs_are_contiguous_under_concurrent_appends() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn many_concurrent_writes_all_complete_while_reads_go_on() {
-    let f = Fixture::open().await;
+async fn many_concurrent_writes_all_complete_while_reads_go_on(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "busy", Visibility::Public).await;
     let mut tasks = JoinSet::new();
@@ -101,9 +99,8 @@ async fn many_concurrent_writes_all_complete_while_reads_go_on() {
     assert_eq!(seqs, (2..=501).collect::<Vec<u64>>());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_refused_write_does_not_fail_its_concurrent_neighbours() {
-    let f = Fixture::open().await;
+async fn a_refused_write_does_not_fail_its_concurrent_neighbours(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "general", Visibility::Public).await;
     f.store.join(&room.id, &bob).await.expect("joined");
@@ -141,9 +138,8 @@ async fn a_refused_write_does_not_fail_its_concurrent_neighbours() {
     assert_eq!(stored, (1..=53).collect::<Vec<u64>>());
 }
 
-#[tokio::test]
-async fn data_survives_close_and_reopen_and_seqs_continue() {
-    let mut f = Fixture::open().await;
+async fn data_survives_close_and_reopen_and_seqs_continue(b: Backend) {
+    let mut f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     let first = f.say(&room, &ada, "c1").await.event;
@@ -175,3 +171,10 @@ async fn data_survives_close_and_reopen_and_seqs_continue() {
     assert_eq!(f.say(&room, &ada, "c2").await.event.seq, 3);
     f.store.close().await;
 }
+
+crate::contract_tests!(
+    seqs_are_contiguous_under_concurrent_appends,
+    many_concurrent_writes_all_complete_while_reads_go_on,
+    a_refused_write_does_not_fail_its_concurrent_neighbours,
+    data_survives_close_and_reopen_and_seqs_continue,
+);

@@ -2,11 +2,10 @@
 
 use confab_protocol::{EventKind, Visibility};
 
-use crate::{Fixture, is_bad_request, is_forbidden, is_not_found};
+use crate::{Backend, Fixture, is_bad_request, is_forbidden, is_not_found};
 
-#[tokio::test]
-async fn a_dm_starts_with_both_joins_and_asking_again_returns_it() {
-    let f = Fixture::open().await;
+async fn a_dm_starts_with_both_joins_and_asking_again_returns_it(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let change = f.store.open_dm(&ada, &bob).await.expect("opened");
     let room = &change.room;
@@ -44,9 +43,8 @@ async fn a_dm_starts_with_both_joins_and_asking_again_returns_it() {
     assert_eq!(f.all_events(&room.id).await.len(), 2);
 }
 
-#[tokio::test]
-async fn a_dm_never_takes_a_third_member_nor_loses_one_to_removal() {
-    let f = Fixture::open().await;
+async fn a_dm_never_takes_a_third_member_nor_loses_one_to_removal(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob, cat) = (
         f.user("ada").await,
         f.user("bob").await,
@@ -60,9 +58,8 @@ async fn a_dm_never_takes_a_third_member_nor_loses_one_to_removal() {
     assert!(is_not_found(f.store.join(&room.id, &cat).await));
 }
 
-#[tokio::test]
-async fn a_member_who_left_a_dm_is_rejoined_when_it_is_opened_again() {
-    let f = Fixture::open().await;
+async fn a_member_who_left_a_dm_is_rejoined_when_it_is_opened_again(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.store.open_dm(&ada, &bob).await.expect("opened").room;
     f.store
@@ -84,9 +81,15 @@ async fn a_member_who_left_a_dm_is_rejoined_when_it_is_opened_again() {
     );
 }
 
-#[tokio::test]
-async fn a_dm_with_oneself_is_a_bad_request() {
-    let f = Fixture::open().await;
+async fn a_dm_with_oneself_is_a_bad_request(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     assert!(is_bad_request(f.store.open_dm(&ada, &ada).await));
 }
+
+crate::contract_tests!(
+    a_dm_starts_with_both_joins_and_asking_again_returns_it,
+    a_dm_never_takes_a_third_member_nor_loses_one_to_removal,
+    a_member_who_left_a_dm_is_rejoined_when_it_is_opened_again,
+    a_dm_with_oneself_is_a_bad_request,
+);

@@ -3,15 +3,15 @@
 use confab_protocol::Visibility;
 use confab_store::{EventRange, Page};
 
-use crate::Fixture;
+use crate::{Backend, Fixture};
 
 fn seqs(page: &Page) -> Vec<u64> {
     page.events.iter().map(|e| e.seq).collect()
 }
 
 /// A room with seqs 1 (the join) to 11.
-async fn eleven_events() -> (Fixture, String) {
-    let f = Fixture::open().await;
+async fn eleven_events(b: Backend) -> (Fixture, String) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     for i in 0..10 {
@@ -20,9 +20,8 @@ async fn eleven_events() -> (Fixture, String) {
     (f, room.id)
 }
 
-#[tokio::test]
-async fn newest_pages_newest_first_and_says_when_more_are_older() {
-    let (f, room) = eleven_events().await;
+async fn newest_pages_newest_first_and_says_when_more_are_older(b: Backend) {
+    let (f, room) = eleven_events(b).await;
     let page = f
         .store
         .events(&room, EventRange::Newest, 4)
@@ -43,9 +42,8 @@ async fn newest_pages_newest_first_and_says_when_more_are_older() {
     assert_eq!((more.events.len(), more.has_more), (11, false));
 }
 
-#[tokio::test]
-async fn before_pages_backwards_to_the_first_event() {
-    let (f, room) = eleven_events().await;
+async fn before_pages_backwards_to_the_first_event(b: Backend) {
+    let (f, room) = eleven_events(b).await;
     let page = f
         .store
         .events(&room, EventRange::Before(8), 4)
@@ -72,9 +70,8 @@ async fn before_pages_backwards_to_the_first_event() {
     assert_eq!((seqs(&page), page.has_more), (vec![11, 10], true));
 }
 
-#[tokio::test]
-async fn after_pages_forwards_oldest_first() {
-    let (f, room) = eleven_events().await;
+async fn after_pages_forwards_oldest_first(b: Backend) {
+    let (f, room) = eleven_events(b).await;
     let page = f
         .store
         .events(&room, EventRange::After(0), 5)
@@ -101,9 +98,8 @@ async fn after_pages_forwards_oldest_first() {
     assert_eq!((seqs(&page), page.has_more), (vec![], false));
 }
 
-#[tokio::test]
-async fn an_unknown_room_has_an_empty_history() {
-    let f = Fixture::open().await;
+async fn an_unknown_room_has_an_empty_history(b: Backend) {
+    let f = Fixture::open(b).await;
     let page = f
         .store
         .events("r_nothing", EventRange::Newest, 10)
@@ -112,9 +108,8 @@ async fn an_unknown_room_has_an_empty_history() {
     assert_eq!((page.events.len(), page.has_more), (0, false));
 }
 
-#[tokio::test]
-async fn membership_events_carry_no_body_target_or_client_id() {
-    let (f, room) = eleven_events().await;
+async fn membership_events_carry_no_body_target_or_client_id(b: Backend) {
+    let (f, room) = eleven_events(b).await;
     let page = f
         .store
         .events(&room, EventRange::After(0), 1)
@@ -126,3 +121,11 @@ async fn membership_events_carry_no_body_target_or_client_id() {
         (&None, None, &None, false)
     );
 }
+
+crate::contract_tests!(
+    newest_pages_newest_first_and_says_when_more_are_older,
+    before_pages_backwards_to_the_first_event,
+    after_pages_forwards_oldest_first,
+    an_unknown_room_has_an_empty_history,
+    membership_events_carry_no_body_target_or_client_id,
+);

@@ -1,12 +1,54 @@
 //! The Store contract, written once against `Arc<dyn Store>` and run against every back end.
 //!
-//! Each test opens its own store through `connect(url)`: SQLite in a fresh temporary directory.
-//! A back end added later (PostgreSQL) adds its URL in `Fixture::open`.
+//! Each contract test is an `async fn NAME(b: Backend)`; `contract_tests!` turns it into one
+//! test per back end: `sqlite::NAME` (a fresh temporary directory), `postgres::NAME` (a fresh
+//! database) and `postgres_two_shards::NAME` (two fresh databases). The PostgreSQL variants run
+//! when `CONFAB_TEST_POSTGRES_URL` names a server (e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`) and otherwise say that they skipped.
 
+/// Generates, for each contract test named, one `#[tokio::test]` per back end.
+macro_rules! contract_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(b) = crate::Backend::postgres(1, stringify!($name)) {
+                        super::$name(b).await;
+                    }
+                }
+            )+
+        }
+        mod postgres_two_shards {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(b) = crate::Backend::postgres(2, stringify!($name)) {
+                        super::$name(b).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+pub(crate) use contract_tests;
+
+mod bench;
 mod concurrency;
 mod dms;
 mod history;
 mod messages;
+mod pg;
+mod pg_cluster;
+mod pg_outage;
 mod props;
 mod rooms;
 mod users;
@@ -21,17 +63,48 @@ use confab_domain::text::{RoomName, UserName};
 use confab_protocol::{Room, UserRef, Visibility};
 use confab_store::{Append, Appended, Store, StoreError, StoreOptions, StoreResult};
 
+/// Which back end a contract test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// PostgreSQL with this many shards, each a fresh database.
+    Postgres { shards: usize },
+}
+
+impl Backend {
+    /// PostgreSQL with `shards` shards if `CONFAB_TEST_POSTGRES_URL` is set; otherwise says,
+    /// past the test harness's capture, that `test` skipped and why.
+    pub fn postgres(shards: usize, test: &str) -> Option<Backend> {
+        if pg::server_url().is_some() {
+            return Some(Backend::Postgres { shards });
+        }
+        pg::say_skipped(test);
+        None
+    }
+}
+
 /// A store and what it takes to open it again.
 pub struct Fixture {
     pub store: Arc<dyn Store>,
     url: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    /// Dropped last: drops the test's databases.
+    _databases: Option<pg::Databases>,
 }
 
 impl Fixture {
-    pub async fn open() -> Fixture {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("data/confab.db").display());
+    pub async fn open(backend: Backend) -> Fixture {
+        let (url, dir, databases) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("data/confab.db").display());
+                (url, Some(dir), None)
+            }
+            Backend::Postgres { shards } => {
+                let databases = pg::Databases::create(shards).await;
+                (databases.url_list(), None, Some(databases))
+            }
+        };
         let store = confab_store::connect(&url, &StoreOptions::default())
             .await
             .expect("the store opens");
@@ -39,6 +112,7 @@ impl Fixture {
             store,
             url,
             _dir: dir,
+            _databases: databases,
         }
     }
 

@@ -3,7 +3,7 @@
 use confab_protocol::{EventKind, Visibility};
 use confab_store::Append;
 
-use crate::{Fixture, is_bad_request, is_forbidden, is_not_found, text};
+use crate::{Backend, Fixture, is_bad_request, is_forbidden, is_not_found, text};
 
 fn edit(target: u64, body: &str) -> Append {
     Append::Edit {
@@ -19,9 +19,8 @@ fn react(target: u64) -> Append {
     }
 }
 
-#[tokio::test]
-async fn a_text_gets_the_next_seq_and_every_field_is_stored() {
-    let f = Fixture::open().await;
+async fn a_text_gets_the_next_seq_and_every_field_is_stored(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     let sent = f
@@ -50,9 +49,8 @@ async fn a_text_gets_the_next_seq_and_every_field_is_stored() {
     assert_eq!(info.room.last_seq, 2);
 }
 
-#[tokio::test]
-async fn a_repeated_client_id_returns_the_stored_event_and_writes_nothing() {
-    let f = Fixture::open().await;
+async fn a_repeated_client_id_returns_the_stored_event_and_writes_nothing(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     let first = f
@@ -80,9 +78,8 @@ async fn a_repeated_client_id_returns_the_stored_event_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn the_same_client_id_from_another_user_or_in_another_room_is_a_new_message() {
-    let f = Fixture::open().await;
+async fn the_same_client_id_from_another_user_or_in_another_room_is_a_new_message(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let one = f.room(&ada, "one", Visibility::Public).await;
     let two = f.room(&ada, "two", Visibility::Public).await;
@@ -92,9 +89,8 @@ async fn the_same_client_id_from_another_user_or_in_another_room_is_a_new_messag
     assert!(!f.say(&two, &ada, "c-1").await.duplicate);
 }
 
-#[tokio::test]
-async fn only_the_author_edits_and_the_edit_names_its_target() {
-    let f = Fixture::open().await;
+async fn only_the_author_edits_and_the_edit_names_its_target(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "general", Visibility::Public).await;
     f.store.join(&room.id, &bob).await.expect("joined");
@@ -117,9 +113,8 @@ async fn only_the_author_edits_and_the_edit_names_its_target() {
     assert_eq!(e.client_id, None);
 }
 
-#[tokio::test]
-async fn the_author_or_the_owner_deletes_and_no_one_else() {
-    let f = Fixture::open().await;
+async fn the_author_or_the_owner_deletes_and_no_one_else(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob, cat) = (
         f.user("ada").await,
         f.user("bob").await,
@@ -154,9 +149,8 @@ async fn the_author_or_the_owner_deletes_and_no_one_else() {
     );
 }
 
-#[tokio::test]
-async fn deleting_erases_the_body_of_the_message_and_of_its_edits() {
-    let f = Fixture::open().await;
+async fn deleting_erases_the_body_of_the_message_and_of_its_edits(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     let msg = f.say(&room, &ada, "c1").await.event;
@@ -194,9 +188,8 @@ async fn deleting_erases_the_body_of_the_message_and_of_its_edits() {
     );
 }
 
-#[tokio::test]
-async fn editing_or_reacting_to_a_deleted_message_is_not_found() {
-    let f = Fixture::open().await;
+async fn editing_or_reacting_to_a_deleted_message_is_not_found(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     let msg = f.say(&room, &ada, "c1").await.event;
@@ -212,9 +205,8 @@ async fn editing_or_reacting_to_a_deleted_message_is_not_found() {
     ));
 }
 
-#[tokio::test]
-async fn editing_deleting_or_reacting_to_a_non_text_event_is_a_bad_request() {
-    let f = Fixture::open().await;
+async fn editing_deleting_or_reacting_to_a_non_text_event_is_a_bad_request(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     let msg = f.say(&room, &ada, "c1").await.event;
@@ -242,9 +234,8 @@ async fn editing_deleting_or_reacting_to_a_non_text_event_is_a_bad_request() {
     );
 }
 
-#[tokio::test]
-async fn targeting_a_missing_event_is_not_found() {
-    let f = Fixture::open().await;
+async fn targeting_a_missing_event_is_not_found(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     for target in [0, 2, 99, u64::MAX] {
@@ -260,9 +251,8 @@ async fn targeting_a_missing_event_is_not_found() {
     assert_eq!(f.all_events(&room.id).await.len(), 1);
 }
 
-#[tokio::test]
-async fn the_read_marker_only_moves_forward_and_is_clamped_to_the_newest() {
-    let f = Fixture::open().await;
+async fn the_read_marker_only_moves_forward_and_is_clamped_to_the_newest(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "general", Visibility::Public).await;
     for i in 0..3 {
@@ -295,9 +285,8 @@ async fn the_read_marker_only_moves_forward_and_is_clamped_to_the_newest() {
     assert_eq!(mine[0].read_seq, Some(8));
 }
 
-#[tokio::test]
-async fn sending_does_not_move_the_senders_read_marker() {
-    let f = Fixture::open().await;
+async fn sending_does_not_move_the_senders_read_marker(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let room = f.room(&ada, "general", Visibility::Public).await;
     f.say(&room, &ada, "c1").await;
@@ -306,3 +295,17 @@ async fn sending_does_not_move_the_senders_read_marker() {
         Some(1)
     );
 }
+
+crate::contract_tests!(
+    a_text_gets_the_next_seq_and_every_field_is_stored,
+    a_repeated_client_id_returns_the_stored_event_and_writes_nothing,
+    the_same_client_id_from_another_user_or_in_another_room_is_a_new_message,
+    only_the_author_edits_and_the_edit_names_its_target,
+    the_author_or_the_owner_deletes_and_no_one_else,
+    deleting_erases_the_body_of_the_message_and_of_its_edits,
+    editing_or_reacting_to_a_deleted_message_is_not_found,
+    editing_deleting_or_reacting_to_a_non_text_event_is_a_bad_request,
+    targeting_a_missing_event_is_not_found,
+    the_read_marker_only_moves_forward_and_is_clamped_to_the_newest,
+    sending_does_not_move_the_senders_read_marker,
+);

@@ -7,14 +7,14 @@ use confab_protocol::{EventKind, Visibility};
 use proptest::prelude::*;
 use tokio::task::JoinSet;
 
-use crate::{Fixture, text, within};
+use crate::{Backend, Fixture, text, within};
 
 /// One send: which room, which user, which client id.
 type Send = (usize, usize, u8);
 
 /// Runs the sends all at once and checks what the store answered and kept.
-async fn check(sends: Vec<Send>) -> Result<(), TestCaseError> {
-    let f = Fixture::open().await;
+async fn check(b: Backend, sends: Vec<Send>) -> Result<(), TestCaseError> {
+    let f = Fixture::open(b).await;
     let users = [f.user("ada").await, f.user("bob").await];
     let rooms = [
         f.room(&users[0], "one", Visibility::Public).await,
@@ -57,18 +57,55 @@ async fn check(sends: Vec<Send>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Runs `check` on a runtime of its own (proptest cases are synchronous).
+fn run(b: Backend, sends: Vec<Send>) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(check(b, sends))
+}
+
+/// Random sends: room, user and client id drawn from small sets, so repeats are common.
+fn sends() -> impl Strategy<Value = Vec<Send>> {
+    prop::collection::vec((0usize..2, 0usize..2, 0u8..6), 1..40)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn concurrent_sends_with_repeated_client_ids_store_each_once_with_contiguous_seqs(
-        sends in prop::collection::vec((0usize..2, 0usize..2, 0u8..6), 1..40)
+    fn concurrent_sends_with_repeated_client_ids_store_each_once_with_contiguous_seqs_on_sqlite(
+        sends in sends()
     ) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(check(sends))?;
+        run(Backend::Sqlite, sends)?;
+    }
+}
+
+proptest! {
+    // Each case creates databases: fewer cases, the same property.
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn concurrent_sends_with_repeated_client_ids_store_each_once_with_contiguous_seqs_on_postgres(
+        sends in sends()
+    ) {
+        if let Some(b) = Backend::postgres(1, "concurrent_sends_…_on_postgres") {
+            run(b, sends)?;
+        } else {
+            return Ok(());
+        }
+    }
+
+    #[test]
+    fn concurrent_sends_with_repeated_client_ids_store_each_once_with_contiguous_seqs_on_two_shards(
+        sends in sends()
+    ) {
+        if let Some(b) = Backend::postgres(2, "concurrent_sends_…_on_two_shards") {
+            run(b, sends)?;
+        } else {
+            return Ok(());
+        }
     }
 }

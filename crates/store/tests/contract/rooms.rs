@@ -2,11 +2,10 @@
 
 use confab_protocol::{EventKind, Visibility};
 
-use crate::{Fixture, is_forbidden, is_not_found};
+use crate::{Backend, Fixture, is_forbidden, is_not_found};
 
-#[tokio::test]
-async fn creating_a_room_writes_the_owners_join_as_seq_1() {
-    let f = Fixture::open().await;
+async fn creating_a_room_writes_the_owners_join_as_seq_1(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let change = f
         .store
@@ -14,11 +13,7 @@ async fn creating_a_room_writes_the_owners_join_as_seq_1() {
         .await
         .expect("created");
     let room = &change.room;
-    assert!(
-        room.id.starts_with("r_") && room.id.len() == 18,
-        "{}",
-        room.id
-    );
+    assert!(is_room_id(&room.id), "{}", room.id);
     assert_eq!(room.name, "General");
     assert_eq!(room.owner, ada.id);
     assert_eq!(
@@ -47,9 +42,8 @@ async fn creating_a_room_writes_the_owners_join_as_seq_1() {
     assert_eq!(mine, vec![room.clone()]);
 }
 
-#[tokio::test]
-async fn joining_a_public_room_writes_a_join_and_starts_the_marker_there() {
-    let f = Fixture::open().await;
+async fn joining_a_public_room_writes_a_join_and_starts_the_marker_there(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "general", Visibility::Public).await;
     f.say(&room, &ada, "c1").await;
@@ -70,9 +64,8 @@ async fn joining_a_public_room_writes_a_join_and_starts_the_marker_there() {
     assert_eq!(members, vec![ada, bob]);
 }
 
-#[tokio::test]
-async fn joining_again_writes_nothing() {
-    let f = Fixture::open().await;
+async fn joining_again_writes_nothing(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "general", Visibility::Public).await;
     f.store.join(&room.id, &bob).await.expect("joined");
@@ -89,9 +82,8 @@ async fn joining_again_writes_nothing() {
     assert_eq!(f.all_events(&room.id).await.len(), 2);
 }
 
-#[tokio::test]
-async fn a_private_room_is_not_found_by_a_non_member() {
-    let f = Fixture::open().await;
+async fn a_private_room_is_not_found_by_a_non_member(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, eve) = (f.user("ada").await, f.user("eve").await);
     let room = f.room(&ada, "secret", Visibility::Private).await;
     assert!(is_not_found(f.store.join(&room.id, &eve).await));
@@ -104,9 +96,8 @@ async fn a_private_room_is_not_found_by_a_non_member() {
     assert_eq!(f.all_events(&room.id).await.len(), 1, "nothing was written");
 }
 
-#[tokio::test]
-async fn a_non_member_of_a_public_room_is_forbidden_to_write() {
-    let f = Fixture::open().await;
+async fn a_non_member_of_a_public_room_is_forbidden_to_write(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, eve) = (f.user("ada").await, f.user("eve").await);
     let room = f.room(&ada, "open", Visibility::Public).await;
     assert!(is_forbidden(
@@ -116,9 +107,8 @@ async fn a_non_member_of_a_public_room_is_forbidden_to_write() {
     assert!(is_forbidden(f.store.leave(&room.id, &eve).await));
 }
 
-#[tokio::test]
-async fn an_unknown_room_is_not_found_for_every_write() {
-    let f = Fixture::open().await;
+async fn an_unknown_room_is_not_found_for_every_write(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let r = "r_doesnotexist";
     assert!(is_not_found(f.store.join(r, &ada).await));
@@ -132,9 +122,8 @@ async fn an_unknown_room_is_not_found_for_every_write() {
     assert_eq!(f.store.room(r).await.expect("reads"), None);
 }
 
-#[tokio::test]
-async fn leaving_writes_a_leave_and_ends_the_membership() {
-    let f = Fixture::open().await;
+async fn leaving_writes_a_leave_and_ends_the_membership(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "general", Visibility::Public).await;
     f.store.join(&room.id, &bob).await.expect("joined");
@@ -159,9 +148,8 @@ async fn leaving_writes_a_leave_and_ends_the_membership() {
     );
 }
 
-#[tokio::test]
-async fn the_owner_may_leave_only_as_the_last_member() {
-    let f = Fixture::open().await;
+async fn the_owner_may_leave_only_as_the_last_member(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "general", Visibility::Public).await;
     f.store.join(&room.id, &bob).await.expect("joined");
@@ -175,9 +163,8 @@ async fn the_owner_may_leave_only_as_the_last_member() {
     assert_eq!(change.room.member_count, 0);
 }
 
-#[tokio::test]
-async fn the_owner_adds_and_removes_members_and_the_events_name_the_owner() {
-    let f = Fixture::open().await;
+async fn the_owner_adds_and_removes_members_and_the_events_name_the_owner(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob, cat) = (
         f.user("ada").await,
         f.user("bob").await,
@@ -236,9 +223,8 @@ async fn the_owner_adds_and_removes_members_and_the_events_name_the_owner() {
     );
 }
 
-#[tokio::test]
-async fn removing_oneself_is_a_leave_without_by() {
-    let f = Fixture::open().await;
+async fn removing_oneself_is_a_leave_without_by(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let room = f.room(&ada, "team", Visibility::Private).await;
     f.store
@@ -265,9 +251,8 @@ async fn removing_oneself_is_a_leave_without_by() {
     );
 }
 
-#[tokio::test]
-async fn public_rooms_search_is_case_insensitive_and_ordered_by_name() {
-    let f = Fixture::open().await;
+async fn public_rooms_search_is_case_insensitive_and_ordered_by_name(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let rust = f.room(&ada, "Rust users", Visibility::Public).await;
     let trust = f.room(&ada, "a TRUSTed place", Visibility::Public).await;
@@ -295,9 +280,8 @@ async fn public_rooms_search_is_case_insensitive_and_ordered_by_name() {
     );
 }
 
-#[tokio::test]
-async fn percent_underscore_and_backslash_in_a_search_are_literal() {
-    let f = Fixture::open().await;
+async fn percent_underscore_and_backslash_in_a_search_are_literal(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     let percent = f.room(&ada, "100% rust", Visibility::Public).await;
     f.room(&ada, "1000 rust", Visibility::Public).await;
@@ -321,9 +305,8 @@ async fn percent_underscore_and_backslash_in_a_search_are_literal() {
     );
 }
 
-#[tokio::test]
-async fn rooms_of_lists_a_users_rooms_by_id_with_their_markers() {
-    let f = Fixture::open().await;
+async fn rooms_of_lists_a_users_rooms_by_id_with_their_markers(b: Backend) {
+    let f = Fixture::open(b).await;
     let (ada, bob) = (f.user("ada").await, f.user("bob").await);
     let mut expected = Vec::new();
     for name in ["one", "two", "three"] {
@@ -338,6 +321,16 @@ async fn rooms_of_lists_a_users_rooms_by_id_with_their_markers() {
     assert_eq!(got, expected);
 }
 
+/// `r`, the shard's number (none on an unsharded back end), `_` and 16 letters or digits.
+fn is_room_id(id: &str) -> bool {
+    let Some((shard, random)) = id.strip_prefix('r').and_then(|r| r.split_once('_')) else {
+        return false;
+    };
+    shard.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == 16
+        && random.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Room names parse in tests without ceremony.
 trait ParseRoom {
     fn parse_room(&self) -> confab_domain::text::RoomName;
@@ -348,3 +341,19 @@ impl ParseRoom for str {
         confab_domain::text::RoomName::parse(self).expect("a valid room name")
     }
 }
+
+crate::contract_tests!(
+    creating_a_room_writes_the_owners_join_as_seq_1,
+    joining_a_public_room_writes_a_join_and_starts_the_marker_there,
+    joining_again_writes_nothing,
+    a_private_room_is_not_found_by_a_non_member,
+    a_non_member_of_a_public_room_is_forbidden_to_write,
+    an_unknown_room_is_not_found_for_every_write,
+    leaving_writes_a_leave_and_ends_the_membership,
+    the_owner_may_leave_only_as_the_last_member,
+    the_owner_adds_and_removes_members_and_the_events_name_the_owner,
+    removing_oneself_is_a_leave_without_by,
+    public_rooms_search_is_case_insensitive_and_ordered_by_name,
+    percent_underscore_and_backslash_in_a_search_are_literal,
+    rooms_of_lists_a_users_rooms_by_id_with_their_markers,
+);

@@ -3,11 +3,10 @@
 use confab_domain::text::UserName;
 use confab_store::StoreError;
 
-use crate::Fixture;
+use crate::{Backend, Fixture};
 
-#[tokio::test]
-async fn a_created_user_is_found_by_id_and_by_name() {
-    let f = Fixture::open().await;
+async fn a_created_user_is_found_by_id_and_by_name(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     assert_eq!(ada.name, "ada");
     assert!(ada.id.starts_with("u_") && ada.id.len() == 18, "{}", ada.id);
@@ -30,26 +29,23 @@ async fn a_created_user_is_found_by_id_and_by_name() {
     assert_eq!(record.password_hash, "hash");
 }
 
-#[tokio::test]
-async fn find_user_folds_a_name_to_lower_case() {
-    let f = Fixture::open().await;
+async fn find_user_folds_a_name_to_lower_case(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("Ada").await;
     assert_eq!(ada.name, "ada");
     assert_eq!(f.store.find_user("ADA").await.expect("reads"), Some(ada));
 }
 
-#[tokio::test]
-async fn an_unknown_user_is_none() {
-    let f = Fixture::open().await;
+async fn an_unknown_user_is_none(b: Backend) {
+    let f = Fixture::open(b).await;
     f.user("ada").await;
     assert_eq!(f.store.find_user("bob").await.expect("reads"), None);
     assert_eq!(f.store.find_user("u_nobody").await.expect("reads"), None);
     assert_eq!(f.store.user_by_name("bob").await.expect("reads"), None);
 }
 
-#[tokio::test]
-async fn a_taken_name_is_a_conflict() {
-    let f = Fixture::open().await;
+async fn a_taken_name_is_a_conflict(b: Backend) {
+    let f = Fixture::open(b).await;
     f.user("ada").await;
     let again = UserName::parse("ADA").expect("a valid name");
     let result = f.store.create_user(&again, "other").await;
@@ -63,9 +59,8 @@ async fn a_taken_name_is_a_conflict() {
     assert_eq!(record.password_hash, "hash", "the first user is untouched");
 }
 
-#[tokio::test]
-async fn a_token_is_read_back_with_its_user_and_revoked_once() {
-    let f = Fixture::open().await;
+async fn a_token_is_read_back_with_its_user_and_revoked_once(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     f.store
         .create_token("h1", &ada.id, 1_700_000_000_000)
@@ -81,9 +76,8 @@ async fn a_token_is_read_back_with_its_user_and_revoked_once() {
     assert_eq!(f.store.token("h1").await.expect("reads"), None);
 }
 
-#[tokio::test]
-async fn calls_after_close_are_unavailable() {
-    let f = Fixture::open().await;
+async fn calls_after_close_are_unavailable(b: Backend) {
+    let f = Fixture::open(b).await;
     let ada = f.user("ada").await;
     f.store.close().await;
     let name = UserName::parse("bob").expect("a valid name");
@@ -98,3 +92,12 @@ async fn calls_after_close_are_unavailable() {
     // Closing twice is harmless.
     f.store.close().await;
 }
+
+crate::contract_tests!(
+    a_created_user_is_found_by_id_and_by_name,
+    find_user_folds_a_name_to_lower_case,
+    an_unknown_user_is_none,
+    a_taken_name_is_a_conflict,
+    a_token_is_read_back_with_its_user_and_revoked_once,
+    calls_after_close_are_unavailable,
+);
