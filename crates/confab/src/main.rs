@@ -23,6 +23,8 @@ enum Command {
     /// Run a chat node (embedded SQLite, in-process bus and cache unless configured otherwise).
     #[command(after_long_help = long_help())]
     Serve(ServeArgs),
+    /// Measure a server under load: fanout, hot-room, idle, connect, storm, append, compare.
+    Bench(confab_bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => confab_bench::main(args),
     }
 }
 

@@ -1,0 +1,125 @@
+//! The server process seen from /proc: CPU time (user + system, from `/proc/<pid>/stat`),
+//! resident memory, and which process listens on a local port.
+
+use std::time::Instant;
+
+/// CPU time and wall time at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    pub cpu_us: u64,
+    pub at: Instant,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times.
+fn ticks_per_s() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// The process's CPU time so far (user + system of all its threads), in microseconds.
+pub fn cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields count from after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 1_000_000 / ticks_per_s())
+}
+
+/// A CPU sample now.
+pub fn sample(pid: u32) -> Option<CpuSample> {
+    Some(CpuSample {
+        cpu_us: cpu_us(pid)?,
+        at: Instant::now(),
+    })
+}
+
+/// Resident set size in bytes (`VmRSS`).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The id of the process that listens on 127.0.0.1 (or any address) at `port`, if it is
+/// visible to us: the socket's inode from /proc/net/tcp{,6}, then the process holding it.
+pub fn pid_listening_on(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1 (ADDR:PORT in hex), st is field 3 (0A = LISTEN), inode 9.
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let Some((_, p)) = local.rsplit_once(':') else {
+                continue;
+            };
+            if *state == "0A" && u16::from_str_radix(p, 16).ok() == Some(port) {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_has_cpu_time_and_memory() {
+        let me = std::process::id();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(cpu_us(me).is_some());
+        assert!(rss_bytes(me).unwrap_or(0) > 0);
+    }
+
+    #[test]
+    fn the_listener_of_a_port_is_found() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        assert_eq!(pid_listening_on(port), Some(std::process::id()));
+    }
+}

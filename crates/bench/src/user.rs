@@ -1,0 +1,586 @@
+//! One simulated user: reads its connection, checks every room's seqs (no gap, no repeat, in
+//! order) with the client crate's `SessionTracker`, records end-to-end latency from the send
+//! time carried in each body, sends on a fixed schedule when it is a sender, and reconnects with
+//! backoff, jitter and `sync` when the server closes or asks it to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use confab_client::{SeqViolation, SessionTracker};
+use confab_protocol::{Event, EventKind, UserRef};
+use rand::RngExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::link::{self, Closed, Incoming, LinkRx, LinkTx, Opened, Target};
+use crate::spec::{ConnSpec, SendSpec};
+use crate::stats::{Kind, Stats};
+
+/// Where the run is, as every connection sees it.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Connected, not sending yet.
+    Connecting,
+    /// Senders follow their schedules from `t0_ns`; samples of messages due before
+    /// `record_from_ns` (the warm-up) are not recorded.
+    /// `storm` counts client-side storms: when it grows, every connection drops and
+    /// reconnects after a random delay below `storm_max_ms`.
+    Running {
+        t0_ns: u64,
+        record_from_ns: u64,
+        storm: u64,
+        storm_max_ms: u64,
+    },
+    /// No new sends; unacknowledged ones are still retried.
+    Stopping,
+    /// Wait for every room to reach its final seq, until the deadline.
+    Finish {
+        finals: Arc<HashMap<String, u64>>,
+        deadline: Instant,
+    },
+    /// Close and exit.
+    Close,
+}
+
+/// What a worker's connections share.
+pub struct Shared {
+    pub target: Target,
+    pub stats: Arc<Stats>,
+    pub size: usize,
+    pub reconnect: bool,
+    /// Sends not yet acknowledged (nor given up on).
+    pub unacked: AtomicU64,
+    /// Connections that have not yet reached their rooms' final seqs.
+    pub unfinished: AtomicU64,
+    /// Highest acknowledged seq per room.
+    pub max_acked: Mutex<HashMap<String, u64>>,
+}
+
+/// Unix time in nanoseconds.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The tokio instant of a Unix time in nanoseconds.
+fn instant_of(ns: u64) -> Instant {
+    let now = now_ns();
+    Instant::now() + Duration::from_nanos(ns.saturating_sub(now))
+}
+
+/// The body of message `n`: its due time (hex ns) first, padded to `size` bytes.
+pub fn body(due_ns: u64, client_id: &str, size: usize) -> String {
+    let mut b = format!("{due_ns:x} {client_id} ");
+    while b.len() < size {
+        b.push('x');
+    }
+    b
+}
+
+/// The due time a bench body carries.
+pub fn due_of(body: &str) -> Option<u64> {
+    u64::from_str_radix(body.split(' ').next()?, 16).ok()
+}
+
+struct Sender {
+    spec: SendSpec,
+    next: u64,
+    pending: BTreeSet<u64>,
+    retry_at: Option<Instant>,
+}
+
+impl Sender {
+    fn due_ns(&self, t0: u64, n: u64) -> u64 {
+        t0 + self.spec.offset_ns + n * self.spec.interval_ns
+    }
+    fn client_id(&self, n: u64) -> String {
+        format!("s{}-{n}", self.spec.sender)
+    }
+}
+
+/// The local state of one connection.
+pub struct User {
+    shared: Arc<Shared>,
+    spec: ConnSpec,
+    bind: Option<IpAddr>,
+    tracker: SessionTracker,
+    sender: Option<Sender>,
+    lat: Vec<u64>,
+    ack_lat: Vec<u64>,
+    finished: bool,
+    connected: bool,
+    /// The schedule's start and the first due time recorded, once the run started.
+    t0: Option<u64>,
+    record_from: Option<u64>,
+    storm: u64,
+}
+
+impl User {
+    /// A user whose connection is open.
+    pub fn new(shared: Arc<Shared>, spec: ConnSpec, bind: Option<IpAddr>, opened: &Opened) -> Self {
+        let mut tracker = SessionTracker::strict();
+        for (room, seq) in &opened.starts {
+            tracker.start(room, *seq);
+        }
+        let sender = spec.send.clone().map(|spec| Sender {
+            spec,
+            next: 0,
+            pending: BTreeSet::new(),
+            retry_at: None,
+        });
+        shared.stats.connected.fetch_add(1, Relaxed);
+        shared.unfinished.fetch_add(1, Relaxed);
+        User {
+            shared,
+            spec,
+            bind,
+            tracker,
+            sender,
+            lat: Vec::new(),
+            ack_lat: Vec::new(),
+            finished: false,
+            connected: true,
+            t0: None,
+            record_from: None,
+            storm: 0,
+        }
+    }
+
+    /// Runs until the phase is `Close` (or the connection is lost for good).
+    pub async fn run(mut self, mut tx: LinkTx, mut rx: LinkRx, mut phase: watch::Receiver<Phase>) {
+        let mut reconnect_after: Option<u64> = None;
+        loop {
+            let current = phase.borrow().clone();
+            match &current {
+                Phase::Close => {
+                    tx.close().await;
+                    break;
+                }
+                Phase::Running {
+                    t0_ns,
+                    record_from_ns,
+                    storm,
+                    storm_max_ms,
+                } => {
+                    self.t0 = Some(*t0_ns);
+                    self.record_from = Some(*record_from_ns);
+                    if *storm > self.storm {
+                        self.storm = *storm;
+                        if reconnect_after.is_none() && self.connected {
+                            let max = (*storm_max_ms).max(1);
+                            reconnect_after = Some(rand::rng().random_range(0..max));
+                        }
+                    }
+                }
+                Phase::Finish { finals, .. } if !self.finished && self.reached(finals) => {
+                    self.finish_now(&current);
+                }
+                _ => {}
+            }
+            if let Some(after_ms) = reconnect_after.take() {
+                tx.close().await;
+                match self.reconnect(after_ms, &mut phase).await {
+                    Some((t, r)) => {
+                        tx = t;
+                        rx = r;
+                        self.resend_pending(&mut tx, &current).await;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let next_send = self.next_send_at(&current);
+            let deadline = match &current {
+                Phase::Finish { deadline, .. } if !self.finished => Some(*deadline),
+                _ => None,
+            };
+            tokio::select! {
+                biased;
+                changed = phase.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    if let Phase::Finish { .. } = &*phase.borrow() {
+                        self.flush();
+                    }
+                }
+                incoming = rx.next() => match incoming {
+                    Ok(i) => {
+                        if let Some(after) = self.handle(i, &mut tx).await {
+                            reconnect_after = Some(after);
+                        }
+                    }
+                    Err(closed) => {
+                        if matches!(*phase.borrow(), Phase::Close) {
+                            break;
+                        }
+                        self.shared.stats.note(format!("closed {}", closed.code));
+                        if !self.shared.reconnect {
+                            self.give_up(&closed);
+                            break;
+                        }
+                        reconnect_after = Some(0);
+                    }
+                },
+                _ = sleep_until_opt(next_send), if next_send.is_some() => {
+                    self.send_due(&mut tx, &current).await;
+                }
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    self.finish_now(&current);
+                }
+            }
+        }
+        if self.connected {
+            self.connected = false;
+            self.shared.stats.connected.fetch_sub(1, Relaxed);
+        }
+        // A user that lost its connection for good still counts what it missed.
+        loop {
+            let p = phase.borrow().clone();
+            self.finish_now(&p);
+            if self.finished || phase.changed().await.is_err() {
+                break;
+            }
+        }
+        self.flush();
+    }
+
+    fn give_up(&mut self, closed: &Closed) {
+        let stats = &self.shared.stats;
+        stats.errors.fetch_add(1, Relaxed);
+        if !closed.reason.is_empty() {
+            stats.note(format!(
+                "closed {}: {}",
+                closed.code,
+                truncate(&closed.reason)
+            ));
+        }
+    }
+
+    fn next_send_at(&self, phase: &Phase) -> Option<Instant> {
+        let s = self.sender.as_ref()?;
+        let retry = s.retry_at;
+        let due = match phase {
+            Phase::Running { t0_ns, .. } => Some(instant_of(s.due_ns(*t0_ns, s.next))),
+            _ => None,
+        };
+        match (due, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn send_due(&mut self, tx: &mut LinkTx, phase: &Phase) {
+        let Some(t0) = self.t0 else {
+            return;
+        };
+        let now = now_ns();
+        let size = self.shared.size;
+        let Some(s) = self.sender.as_mut() else {
+            return;
+        };
+        let mut batch: Vec<u64> = Vec::new();
+        if s.retry_at.is_some_and(|at| at <= Instant::now()) {
+            s.retry_at = None;
+            batch.extend(s.pending.iter().copied());
+        }
+        if matches!(phase, Phase::Running { .. }) {
+            // Catch up on everything due (bounded, so one burst cannot starve the reader).
+            while s.due_ns(t0, s.next) <= now && batch.len() < 256 {
+                batch.push(s.next);
+                s.pending.insert(s.next);
+                self.shared.unacked.fetch_add(1, Relaxed);
+                s.next += 1;
+            }
+        }
+        for n in batch {
+            let cid = s.client_id(n);
+            let b = body(s.due_ns(t0, n), &cid, size);
+            match tx.send(&s.spec.room, &cid, &b).await {
+                Ok(()) => {
+                    self.shared.stats.sent.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    self.shared.stats.note(format!("send: {}", truncate(&e)));
+                    // The reader sees the close and reconnects; pending sends go again then.
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn resend_pending(&mut self, tx: &mut LinkTx, phase: &Phase) {
+        if let Some(s) = self.sender.as_mut()
+            && !s.pending.is_empty()
+        {
+            s.retry_at = Some(Instant::now());
+            self.send_due(tx, phase).await;
+        }
+    }
+
+    /// Handles one incoming item; returns `Some(after_ms)` when the connection must be renewed.
+    async fn handle(&mut self, i: Incoming, tx: &mut LinkTx) -> Option<u64> {
+        let stats = self.shared.stats.clone();
+        match i {
+            Incoming::Msg(ev) => {
+                stats.delivered.fetch_add(1, Relaxed);
+                self.check(&ev);
+                if let (Some(due), Some(from)) =
+                    (ev.body.as_deref().and_then(due_of), self.record_from)
+                    && due >= from
+                {
+                    self.lat.push(now_ns().saturating_sub(due) / 1000);
+                    if self.lat.len() >= 256 {
+                        stats.record(Kind::Delivery, &self.lat);
+                        self.lat.clear();
+                    }
+                }
+            }
+            Incoming::Ack {
+                client_id,
+                room,
+                seq,
+            } => self.acked(client_id, &room, seq),
+            Incoming::Error {
+                reference,
+                code,
+                retry_after_ms,
+            } => self.failed(reference, &code, retry_after_ms),
+            Incoming::Reconnect { after_ms } => {
+                stats.note("reconnect frame");
+                return Some(after_ms);
+            }
+            Incoming::Ping => {
+                if let Err(e) = tx.pong().await {
+                    stats.note(format!("pong: {}", truncate(&e)));
+                }
+            }
+            Incoming::Undecodable(m) => {
+                stats.errors.fetch_add(1, Relaxed);
+                stats.note(format!("undecodable: {}", truncate(&m)));
+            }
+            Incoming::Other => {}
+        }
+        None
+    }
+
+    fn check(&mut self, ev: &Event) {
+        let stats = &self.shared.stats;
+        match self.tracker.observe(ev) {
+            Ok(()) => {}
+            Err(SeqViolation::Gap { expected, got, .. }) => {
+                stats.lost.fetch_add(got - expected, Relaxed);
+                stats.note("gap");
+            }
+            Err(SeqViolation::Repeat { .. }) => {
+                stats.duplicates.fetch_add(1, Relaxed);
+                stats.note("repeat");
+            }
+            Err(SeqViolation::OutOfOrder { .. }) => {
+                stats.duplicates.fetch_add(1, Relaxed);
+                stats.note("out of order");
+            }
+            Err(SeqViolation::Untracked { .. }) => {
+                stats.errors.fetch_add(1, Relaxed);
+                stats.note("event in an untracked room");
+            }
+        }
+    }
+
+    fn acked(&mut self, client_id: Option<String>, room: &str, seq: u64) {
+        let stats = self.shared.stats.clone();
+        stats.acked.fetch_add(1, Relaxed);
+        {
+            let mut max = self
+                .shared
+                .max_acked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let e = max.entry(room.to_string()).or_insert(0);
+            *e = (*e).max(seq);
+        }
+        let Some(s) = self.sender.as_mut() else {
+            return;
+        };
+        let Some(n) = client_id
+            .as_deref()
+            .and_then(|c| c.rsplit('-').next()?.parse().ok())
+        else {
+            return;
+        };
+        if s.pending.remove(&n) {
+            self.shared.unacked.fetch_sub(1, Relaxed);
+        }
+        let (Some(t0), Some(from)) = (self.t0, self.record_from) else {
+            return;
+        };
+        let due = s.due_ns(t0, n);
+        if due >= from {
+            self.ack_lat.push(now_ns().saturating_sub(due) / 1000);
+            if self.ack_lat.len() >= 64 {
+                stats.record(Kind::Ack, &self.ack_lat);
+                self.ack_lat.clear();
+            }
+        }
+    }
+
+    fn failed(&mut self, reference: Option<String>, code: &str, retry_after_ms: Option<u64>) {
+        let stats = &self.shared.stats;
+        stats.note(format!("error {code}"));
+        let n = reference
+            .as_deref()
+            .and_then(|c| c.rsplit('-').next()?.parse::<u64>().ok());
+        match (self.sender.as_mut(), n) {
+            (Some(s), Some(n)) if s.pending.contains(&n) => {
+                if matches!(code, "rate_limited" | "unavailable") {
+                    let wait = retry_after_ms.unwrap_or(100).clamp(10, 5000);
+                    s.retry_at = Some(Instant::now() + Duration::from_millis(wait));
+                } else {
+                    s.pending.remove(&n);
+                    self.shared.unacked.fetch_sub(1, Relaxed);
+                    stats.errors.fetch_add(1, Relaxed);
+                }
+            }
+            _ => {
+                stats.errors.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn reached(&self, finals: &HashMap<String, u64>) -> bool {
+        self.spec.rooms.iter().all(|room| match finals.get(room) {
+            Some(f) => self.tracker.last_seq(room).is_some_and(|l| l >= *f),
+            None => true,
+        })
+    }
+
+    /// Counts what never arrived (once) and marks this user finished.
+    fn finish_now(&mut self, phase: &Phase) {
+        if self.finished {
+            return;
+        }
+        let Phase::Finish { finals, .. } = phase else {
+            if matches!(phase, Phase::Close) {
+                self.finished = true;
+                self.shared.unfinished.fetch_sub(1, Relaxed);
+            }
+            return;
+        };
+        let mut short = 0;
+        for room in &self.spec.rooms {
+            if let Some(f) = finals.get(room) {
+                let last = self.tracker.last_seq(room).unwrap_or(0);
+                short += f.saturating_sub(last);
+            }
+        }
+        if short > 0 {
+            self.shared.stats.lost.fetch_add(short, Relaxed);
+            self.shared.stats.note("short of the final seq");
+        }
+        self.finished = true;
+        self.shared.unfinished.fetch_sub(1, Relaxed);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        self.shared.stats.record(Kind::Delivery, &self.lat);
+        self.lat.clear();
+        self.shared.stats.record(Kind::Ack, &self.ack_lat);
+        self.ack_lat.clear();
+    }
+
+    /// Reconnects with exponential backoff and full jitter, resuming with `sync`; gives up
+    /// after 60 s or when the run closes.
+    async fn reconnect(
+        &mut self,
+        after_ms: u64,
+        phase: &mut watch::Receiver<Phase>,
+    ) -> Option<(LinkTx, LinkRx)> {
+        let stats = self.shared.stats.clone();
+        if self.connected {
+            self.connected = false;
+            stats.connected.fetch_sub(1, Relaxed);
+        }
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let mut wait = Duration::from_millis(after_ms);
+        let mut attempt = 0u32;
+        loop {
+            tokio::time::sleep(wait).await;
+            if matches!(*phase.borrow(), Phase::Close) || Instant::now() > give_up {
+                stats.errors.fetch_add(1, Relaxed);
+                stats.note("gave up reconnecting");
+                return None;
+            }
+            let sync: BTreeMap<String, u64> = self.tracker.sync_map();
+            match link::open(&self.shared.target, &self.spec, self.bind, Some(sync)).await {
+                Ok(opened) => {
+                    for (room, seq) in &opened.starts {
+                        if self.tracker.last_seq(room).is_none() {
+                            self.tracker.start(room, *seq);
+                        }
+                    }
+                    stats.reconnects.fetch_add(1, Relaxed);
+                    stats.connected.fetch_add(1, Relaxed);
+                    self.connected = true;
+                    return Some((opened.tx, opened.rx));
+                }
+                Err(e) => {
+                    stats.connect_failed.fetch_add(1, Relaxed);
+                    stats.note(format!("reconnect: {}", truncate(&e)));
+                    attempt = attempt.saturating_add(1);
+                    let cap = (100u64 << attempt.min(5)).min(3000);
+                    wait = Duration::from_millis(rand::rng().random_range(cap / 2..=cap));
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+/// An event as the tracker wants it, for dialects that do not send full events.
+pub fn bare_event(room: String, seq: u64, body: Option<String>) -> Event {
+    Event {
+        room,
+        seq,
+        id: String::new(),
+        kind: EventKind::Text,
+        from: UserRef {
+            id: String::new(),
+            name: String::new(),
+        },
+        by: None,
+        body,
+        target: None,
+        deleted: false,
+        ts: 0,
+        client_id: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_their_due_time_and_have_the_asked_size() {
+        let b = body(0xabc_def, "s1-9", 100);
+        assert_eq!(b.len(), 100);
+        assert_eq!(due_of(&b), Some(0xabc_def));
+        assert_eq!(due_of("hello"), None);
+    }
+}
