@@ -22,6 +22,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ApiError::bad_request("could not read the request body")
             }
         })?;
+        // Every body is a JSON object: serde would also take a struct from an array of its
+        // fields (`["ada","pw"]`), which the protocol does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(Body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))

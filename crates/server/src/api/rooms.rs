@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use confab_domain::text::{ClientMsgId, MessageBody, RoomName};
 use confab_protocol::Visibility;
 use serde::Deserialize;
 use serde_json::json;
@@ -82,6 +83,8 @@ pub async fn create(
     body: Result<Body<NewRoom>, ApiError>,
 ) -> Result<Response, ApiError> {
     let Body(r) = body?;
+    // A malformed request is answered before an unauthorized one.
+    RoomName::parse(&r.name)?;
     let caller = app.authenticate(token.as_deref()).await?;
     let room = actions::create_room(&app, &caller.user, &r.name, r.visibility).await?;
     Ok((StatusCode::CREATED, Json(room)).into_response())
@@ -180,17 +183,11 @@ pub async fn publish(
     body: Result<Body<Publish>, ApiError>,
 ) -> Result<Response, ApiError> {
     let Body(m) = body?;
+    // A malformed request is answered before an unauthorized one.
+    let client_id = ClientMsgId::parse(m.client_id)?.as_str().to_owned();
+    let body = MessageBody::parse(m.body, app.config.max_body)?.into_string();
     let caller = app.authenticate(token.as_deref()).await?;
-    let a = actions::write(
-        &app,
-        &caller.user,
-        &id,
-        Write::Send {
-            client_id: m.client_id,
-            body: m.body,
-        },
-    )
-    .await?;
+    let a = actions::write(&app, &caller.user, &id, Write::Send { client_id, body }).await?;
     let status = if a.duplicate {
         StatusCode::OK
     } else {
