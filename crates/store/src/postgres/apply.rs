@@ -148,11 +148,10 @@ impl Needs {
                 self.rooms.push(room_id.clone());
                 self.member(room_id, &user.id);
                 match append {
-                    Append::Text { client_id, .. } => self.client_ids.push((
-                        room_id.clone(),
-                        user.id.clone(),
-                        client_id.clone(),
-                    )),
+                    Append::Text { client_id, .. } => {
+                        self.client_ids
+                            .push((room_id.clone(), user.id.clone(), client_id.clone()))
+                    }
                     Append::Edit { target, .. }
                     | Append::Delete { target }
                     | Append::React { target, .. } => {

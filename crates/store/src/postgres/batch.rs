@@ -308,7 +308,10 @@ async fn write_members(
 }
 
 /// Every new event of the batch in one `INSERT … SELECT FROM UNNEST`.
-async fn insert_events(tx: &mut Transaction<'static, Postgres>, writes: &Writes) -> StoreResult<()> {
+async fn insert_events(
+    tx: &mut Transaction<'static, Postgres>,
+    writes: &Writes,
+) -> StoreResult<()> {
     let n = writes.events.len();
     let mut text: [Vec<&str>; 4] = Default::default();
     let mut optional: [Vec<Option<&str>>; 4] = Default::default();

@@ -38,6 +38,8 @@
 //! If the transaction fails, every command of the batch answers `Unavailable`.
 
 mod apply;
+#[cfg(test)]
+mod apply_tests;
 mod batch;
 mod directory;
 mod read;

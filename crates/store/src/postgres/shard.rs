@@ -84,7 +84,16 @@ mod tests {
 
     #[test]
     fn an_id_of_no_shard_is_none() {
-        for id in ["", "r", "r_", "u_abc", "rx_abc", "r01_abc", "r-1_abc", "r99999_abc"] {
+        for id in [
+            "",
+            "r",
+            "r_",
+            "u_abc",
+            "rx_abc",
+            "r01_abc",
+            "r-1_abc",
+            "r99999_abc",
+        ] {
             assert_eq!(shard_of(id), None, "{id}");
         }
     }
@@ -93,7 +102,10 @@ mod tests {
     fn a_list_of_urls_splits_on_commas_before_a_scheme() {
         let urls =
             split_urls("postgres://a/x, postgresql://b/y?options=-c%20a=1,2").expect("valid");
-        assert_eq!(urls, ["postgres://a/x", "postgresql://b/y?options=-c%20a=1,2"]);
+        assert_eq!(
+            urls,
+            ["postgres://a/x", "postgresql://b/y?options=-c%20a=1,2"]
+        );
         assert_eq!(
             split_urls("postgres://a/x").expect("valid"),
             ["postgres://a/x"]

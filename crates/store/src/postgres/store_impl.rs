@@ -254,7 +254,8 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         for shard in &self.shards {
             let (done, finished) = tokio::sync::oneshot::channel();
             let shutdown = super::writer::Command::Shutdown { done };

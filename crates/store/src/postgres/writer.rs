@@ -51,9 +51,14 @@ impl Reply {
 
 /// What the writer receives.
 pub(super) enum Command {
-    Write { op: Op, reply: Reply },
+    Write {
+        op: Op,
+        reply: Reply,
+    },
     /// Finish the batch in progress, then answer and stop.
-    Shutdown { done: oneshot::Sender<()> },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Counters of a writer's work, for tests and metrics.

@@ -68,7 +68,9 @@ use confab_store::{Append, Appended, Store, StoreError, StoreOptions, StoreResul
 pub enum Backend {
     Sqlite,
     /// PostgreSQL with this many shards, each a fresh database.
-    Postgres { shards: usize },
+    Postgres {
+        shards: usize,
+    },
 }
 
 impl Backend {
