@@ -45,8 +45,8 @@ function message(p, text) {
 }
 
 async function badge(p, name) {
-  const b = sideLink(p, name).locator('.badge');
-  return (await b.count()) ? (await b.textContent()).trim() : '';
+  // allTextContents does not wait, so a badge that disappears meanwhile reads as ''.
+  return (await sideLink(p, name).locator('.badge').allTextContents()).join('').trim();
 }
 
 /** Every text message of a room as the server has it, via the HTTP API, oldest first. */
@@ -95,7 +95,7 @@ describe('confab web client', { skip, timeout: 600000 }, () => {
     a = await ctxA.newPage();
     b = await ctxB.newPage();
     watched.push(watch(a, 'ada'), watch(b, 'bob'));
-    for (const p of [a, b]) p.setDefaultTimeout(15000);
+    for (const c of [ctxA, ctxB]) c.setDefaultTimeout(15000);
   });
 
   after(async () => {
@@ -391,6 +391,7 @@ describe('confab web client', { skip, timeout: 600000 }, () => {
 
   it('works at phone width, in dark mode, and by keyboard alone', async () => {
     const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, colorScheme: 'dark' });
+    ctx.setDefaultTimeout(15000);
     const p = await ctx.newPage();
     watched.push(watch(p, 'phone'));
     await p.goto(server.url);
