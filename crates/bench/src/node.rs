@@ -26,6 +26,10 @@ pub trait Node: Send + Sync {
     async fn restart(&mut self, kill: bool) -> anyhow::Result<()>;
     /// Stops the node if the bench started it.
     async fn stop(&mut self);
+    /// Whether `restart` keeps the server's data (users, tokens, rooms).
+    fn restartable(&self) -> bool {
+        false
+    }
 }
 
 /// A server someone else runs.
@@ -71,7 +75,8 @@ pub struct Spawned {
     envs: Vec<(String, String)>,
     port: u16,
     child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+    /// The data directory (confab only): restarts keep the data.
+    dir: Option<tempfile::TempDir>,
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; a race is possible but rare).
@@ -159,7 +164,7 @@ impl Spawned {
             envs,
             port,
             child: None,
-            _dir: dir,
+            dir,
         };
         node.launch().await?;
         Ok(node)
@@ -238,6 +243,9 @@ impl Node for Spawned {
     }
     async fn stop(&mut self) {
         self.terminate(Duration::from_secs(10)).await;
+    }
+    fn restartable(&self) -> bool {
+        self.dir.is_some()
     }
 }
 
