@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::{Bus, BusError, Delivery, channel};
+use crate::{Bus, BusError, Delivery, Inbox, channel};
 
 type NodeId = u64;
 
 #[derive(Default)]
 struct Routes {
     topics: HashMap<Arc<str>, HashSet<NodeId>>,
-    inboxes: HashMap<NodeId, mpsc::Sender<Delivery>>,
+    inboxes: HashMap<NodeId, Arc<Inbox>>,
     next_node: NodeId,
 }
 
@@ -31,11 +31,13 @@ impl MemoryBroker {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let id = routes.next_node;
         routes.next_node += 1;
-        routes.inboxes.insert(id, tx);
+        let inbox = Arc::new(Inbox::new(tx));
+        routes.inboxes.insert(id, inbox.clone());
         (
             MemoryBus {
                 broker: self.clone(),
                 id,
+                inbox,
             },
             rx,
         )
@@ -46,6 +48,7 @@ impl MemoryBroker {
 pub struct MemoryBus {
     broker: MemoryBroker,
     id: NodeId,
+    inbox: Arc<Inbox>,
 }
 
 impl MemoryBus {
@@ -68,15 +71,7 @@ impl Bus for MemoryBus {
         for node in nodes {
             if let Some(inbox) = routes.inboxes.get(node) {
                 // A full inbox loses the message, as any bus may; receivers fill gaps from the store.
-                if inbox
-                    .try_send(Delivery {
-                        topic: topic.clone(),
-                        payload: payload.clone(),
-                    })
-                    .is_err()
-                {
-                    tracing::warn!(topic = %topic, "bus inbox full or closed; message dropped");
-                }
+                inbox.deliver(topic.clone(), payload.clone());
             }
         }
         Ok(())
@@ -105,6 +100,10 @@ impl Bus for MemoryBus {
 
     fn describe(&self) -> String {
         "memory (in-process)".into()
+    }
+
+    fn dropped(&self) -> u64 {
+        self.inbox.dropped()
     }
 }
 

@@ -132,11 +132,14 @@ impl Bus for NatsBus {
         let subject = channel(topic)?;
         let mut subs = self.subs.lock().await;
         if !subs.contains_key(topic) {
-            let mut sub = self
-                .client
-                .subscribe(subject)
+            // Only queues the SUB (replayed on every reconnect); bounded in case the queue is full.
+            let mut sub = match tokio::time::timeout(CALL_TIMEOUT, self.client.subscribe(subject))
                 .await
-                .map_err(|e| BusError::Unavailable(format!("NATS subscribe: {e}")))?;
+            {
+                Ok(Ok(sub)) => sub,
+                Ok(Err(e)) => return Err(BusError::Unavailable(format!("NATS subscribe: {e}"))),
+                Err(_) => return Err(BusError::Unavailable("NATS command queue full".into())),
+            };
             let topic: Arc<str> = Arc::from(topic);
             let (stop, mut stopped) = oneshot::channel();
             let inbox = self.inbox.clone();
@@ -157,6 +160,10 @@ impl Bus for NatsBus {
             subs.insert(topic, Forwarder { stop, task });
         }
         drop(subs);
+        if self.client.connection_state() != State::Connected {
+            // Not waiting for the server: the subscription takes effect when it is back.
+            return Err(BusError::Unavailable("not connected to NATS".into()));
+        }
         self.round_trip().await
     }
 

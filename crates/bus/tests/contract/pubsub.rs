@@ -205,3 +205,46 @@ async fn an_unknown_or_unreachable_bus_url_is_an_error_not_a_hang() {
     assert!(matches!(redis, Err(BusError::Unavailable(_))));
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+#[tokio::test]
+async fn a_full_inbox_drops_and_counts_and_never_blocks_the_bus() {
+    // One more than the inbox holds, published without reading the inbox.
+    let n = confab_bus::INBOX + 100;
+    for backend in Backend::all() {
+        let name = backend.name();
+        let mut a = backend.node().await;
+        let b = backend.node().await;
+        let t = topic("room.flood");
+        a.bus.subscribe(&t).await.expect("subscribe");
+        let started = std::time::Instant::now();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
+            let sends = chunk
+                .iter()
+                .map(|i| b.bus.publish(&t, bytes(&i.to_string())));
+            for sent in futures_util::future::join_all(sends).await {
+                sent.expect("publish");
+            }
+        }
+        while a.bus.dropped() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{name}: nothing dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut held = 0;
+        while recv_within(&mut a.inbox, QUIET).await.is_some() {
+            held += 1;
+        }
+        assert!(held <= confab_bus::INBOX, "{name}: {held} held");
+        // Drained, the node receives again.
+        b.bus.publish(&t, bytes("after")).await.expect("publish");
+        let got = recv_within(&mut a.inbox, DELIVERY).await;
+        assert_eq!(got.map(|d| d.payload), Some(bytes("after")), "{name}");
+        println!(
+            "{name}: flood of {n} took {:?}, {} dropped",
+            started.elapsed(),
+            a.bus.dropped()
+        );
+    }
+}

@@ -87,6 +87,19 @@ async fn publish_fails_fast(b: &Node, t: &str) {
     }
 }
 
+/// A subscription asked for while the broker is away fails at once, and takes effect when the
+/// broker is back.
+async fn subscribe_fails_fast(a: &Node, t: &str) {
+    let started = Instant::now();
+    let early = a.bus.subscribe(t).await;
+    assert!(matches!(early, Err(BusError::Unavailable(_))), "{early:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "subscribe hung {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn nats_bus_recovers_by_itself_after_the_server_is_killed_and_restarted() {
     if !enabled("CONFAB_TEST_NATS_URL", "NATS restart test") {
@@ -102,10 +115,13 @@ async fn nats_bus_recovers_by_itself_after_the_server_is_killed_and_restarted() 
 
     server.kill();
     publish_fails_fast(&b, &t).await;
+    let asked_while_down = topic("room.later");
+    subscribe_fails_fast(&a, &asked_while_down).await;
     server.restart();
     let took = until_delivered(&mut a, &b, &t, Duration::from_secs(20)).await;
     println!("nats: delivering again {took:?} after the restart");
     burst_arrives(&mut a, &b, &t, 200).await;
+    until_delivered(&mut a, &b, &asked_while_down, Duration::from_secs(5)).await;
     // New subscriptions work on the new connection too.
     let fresh = topic("room.fresh");
     a.bus
@@ -168,10 +184,8 @@ async fn redis_bus_recovers_by_itself_and_resubscribes_after_a_redis_restart() {
 
     server.kill();
     publish_fails_fast(&b, &t).await;
-    // A subscription asked for while Redis is away takes effect when it is back.
     let asked_while_down = topic("room.later");
-    let early = a.bus.subscribe(&asked_while_down).await;
-    assert!(matches!(early, Err(BusError::Unavailable(_))), "{early:?}");
+    subscribe_fails_fast(&a, &asked_while_down).await;
     server.restart();
     let took = until_delivered(&mut a, &b, &t, Duration::from_secs(20)).await;
     println!("redis: delivering again {took:?} after the restart");
