@@ -24,7 +24,7 @@ export const S = {
 };
 
 const api = new Api();
-const chat = new Chat({ S, api, $, renderAll: () => scheduleRender(), toast, confirmBox, loadRoomData, displayName, removeRoom });
+const chat = new Chat({ S, api, $, renderAll: () => scheduleRender(), toast, confirmBox, loadRoomData, fetchPage, displayName, removeRoom });
 
 // ---------------------------------------------------------------- rendering
 
@@ -307,13 +307,34 @@ function removeRoom(id, why) {
   scheduleRender();
 }
 
+/**
+ * A page of a room's events: the WebSocket `history` request when connected, else (or if
+ * that fails) the same query over HTTP. Answers { events, has_more }.
+ */
+async function fetchPage(roomId, { before, after, limit = 50 } = {}) {
+  if (S.conn?.ready) {
+    const frame = { type: 'history', room: roomId, limit };
+    if (before !== undefined) frame.before = before;
+    if (after !== undefined) frame.after = after;
+    try {
+      const reply = await S.conn.request(frame, 15000);
+      return { events: reply.events ?? [], has_more: reply.has_more === true };
+    } catch (e) {
+      if (e.code && !['disconnected', 'timeout', 'internal', 'unavailable'].includes(e.code)) {
+        throw Object.assign(new Error(e.message || e.code), { code: e.code });
+      }
+    }
+  }
+  return api.messages(roomId, { before, after, limit });
+}
+
 /** Loads a room's newest page (first open) or fills a gap above `top`. */
 async function loadRoomData(r) {
   if (!r.loaded) {
     if (r.loading) return;
     r.loading = true;
     try {
-      const page = await api.messages(r.id, { limit: 50 });
+      const page = await fetchPage(r.id, { limit: 50 });
       r.loadNewest(page.events, page.has_more);
       if (r.dm === null) {
         const c = classifyDm(r.meta, page.events.filter((e) => e.seq <= 2), S.me.id);
@@ -337,7 +358,7 @@ async function fillGap(r) {
   try {
     for (let i = 0; i < 200 && (r.hasGap || r.meta.last_seq > r.top || r.needsFill); i++) {
       r.needsFill = false;
-      const page = await api.messages(r.id, { after: r.top, limit: 100 });
+      const page = await fetchPage(r.id, { after: r.top, limit: 100 });
       for (const ev of page.events) r.addEvent(ev);
       r.advanceTop();
       scheduleRender();

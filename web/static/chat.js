@@ -348,7 +348,7 @@ export class Chat {
     if (!r || !r.loaded || !r.hasOlder || this.loadingOlder) return;
     this.loadingOlder = true;
     try {
-      const page = await this.api.messages(r.id, { before: r.low, limit: 50 });
+      const page = await this.fetchPage(r.id, { before: r.low, limit: 50 });
       r.loadOlder(page.events, page.has_more);
     } catch (e) {
       this.toast(`Couldn't load older messages: ${e.message}`, 'error');
