@@ -373,104 +373,16 @@ fn redact(url: &str) -> String {
 
 /// `TokenBucket::take` on a bucket in Redis. ARGV: rate per s, burst, now ms.
 /// Returns 0 (taken), the wait in ms, or -1 (never: the rate is 0).
-const TAKE_TOKEN: &str = r"
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local h = redis.call('HMGET', KEYS[1], 't', 'l')
-local tokens, last = tonumber(h[1]), tonumber(h[2])
-if tokens == nil or last == nil then tokens, last = burst, now end
-local elapsed = math.max(now - last, 0) / 1000
-tokens = math.min(tokens + elapsed * rate, burst)
-last = math.max(last, now)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-elseif rate == 0 then
-  wait = -1
-else
-  wait = math.max(math.ceil((1 - tokens) / rate * 1000), 1)
-end
-local ttl = 86400000
-if rate > 0 then ttl = math.ceil((burst - tokens) / rate * 1000) + 1000 end
-redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'l', string.format('%d', last))
-redis.call('PEXPIRE', KEYS[1], ttl)
-return wait
-";
+const TAKE_TOKEN: &str = include_str!("redis/take_token.lua");
 
 /// Sets one node's count of a user's sessions. KEYS: presence hash. ARGV: node, version,
 /// count, ttl ms, node key prefix. Returns was_online * 2 + is_online, or -1 if stale.
-const SET_PRESENCE: &str = r"
-local node, ver, count, ttl, prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
-redis.call('SET', prefix .. node, '1', 'PX', ttl)
-local mine, mine_ver, others = 0, -1, 0
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local f, v = fields[i], fields[i + 1]
-  local sep = string.find(v, ':', 1, true)
-  local fver, fcount = -1, 0
-  if sep then
-    fver = tonumber(string.sub(v, 1, sep - 1)) or -1
-    fcount = tonumber(string.sub(v, sep + 1)) or 0
-  end
-  if f == node then
-    mine, mine_ver = fcount, fver
-  elseif redis.call('EXISTS', prefix .. f) == 1 then
-    if fcount > 0 then others = others + 1 end
-  else
-    redis.call('HDEL', KEYS[1], f)
-  end
-end
-if ver < mine_ver then return -1 end
-local was = 0
-if others > 0 or mine > 0 then was = 1 end
-local now = 0
-if others > 0 or count > 0 then now = 1 end
-redis.call('HSET', KEYS[1], node, ARGV[2] .. ':' .. ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ttl)
-return was * 2 + now
-";
+const SET_PRESENCE: &str = include_str!("redis/set_presence.lua");
 
 /// The heartbeat's rewrite of this process's counts. KEYS: presence hashes. ARGV: ttl ms,
 /// then node, version, count for each key. A newer version in Redis is left alone.
-const REFRESH_PRESENCE: &str = r"
-local ttl = ARGV[1]
-for i, key in ipairs(KEYS) do
-  local node, ver, count = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
-  local v = redis.call('HGET', key, node)
-  local cur = -1
-  if v then
-    local sep = string.find(v, ':', 1, true)
-    if sep then cur = tonumber(string.sub(v, 1, sep - 1)) or -1 end
-  end
-  if tonumber(ver) >= cur then
-    if tonumber(ver) > cur then redis.call('HSET', key, node, ver .. ':' .. count) end
-    redis.call('PEXPIRE', key, ttl)
-  end
-end
-return 0
-";
+const REFRESH_PRESENCE: &str = include_str!("redis/refresh_presence.lua");
 
 /// KEYS: presence hashes. ARGV: node key prefix. Returns 1 or 0 per key: some live node has
 /// a session of the user.
-const ONLINE: &str = r"
-local alive, out = {}, {}
-for i, key in ipairs(KEYS) do
-  local on = 0
-  local fields = redis.call('HGETALL', key)
-  for j = 1, #fields, 2 do
-    local v = fields[j + 1]
-    local sep = string.find(v, ':', 1, true)
-    local count = 0
-    if sep then count = tonumber(string.sub(v, sep + 1)) or 0 end
-    if count > 0 then
-      local f = fields[j]
-      if alive[f] == nil then alive[f] = redis.call('EXISTS', ARGV[1] .. f) == 1 end
-      if alive[f] then
-        on = 1
-        break
-      end
-    end
-  end
-  out[i] = on
-end
-return out
-";
+const ONLINE: &str = include_str!("redis/online.lua");
