@@ -70,6 +70,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::stdout().is_terminal())
         .init();
+    if !config.ignored_env.is_empty() {
+        let names = config.ignored_env.join(", ");
+        tracing::warn!(%names, "ignoring CONFAB_* environment variables that name no configuration key");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = App::build(config).await?;

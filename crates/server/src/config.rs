@@ -65,6 +65,9 @@ pub struct Config {
     pub max_batch: usize,
     /// Log filter (`RUST_LOG` syntax).
     pub log: String,
+    /// `CONFAB_*` environment variables that name no key (not configuration; logged as a warning).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             sqlite_synchronous: "full".into(),
             max_batch: 1024,
             log: "info".into(),
+            ignored_env: Vec::new(),
         }
     }
 }
@@ -122,11 +126,20 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        // Other programs (test harnesses, scripts) use CONFAB_* names too: only the names of
+        // keys are configuration; the rest are listed in `ignored_env` for a warning.
+        let keys = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut ignored_env = Vec::new();
         for (key, value) in env {
             let Some(name) = key.strip_prefix("CONFAB_") else {
                 continue;
             };
             let name = name.to_ascii_lowercase();
+            if !keys.contains_key(&name) {
+                ignored_env.push(key);
+                continue;
+            }
             // Numbers and booleans are written bare in the environment; everything else is a string.
             let parsed = format!("v = {value}")
                 .parse::<toml::Table>()
@@ -140,10 +153,11 @@ impl Config {
             };
             table.insert(name, value);
         }
-        let config: Config = table
+        let mut config: Config = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.check()?;
+        config.ignored_env = ignored_env;
         Ok(config)
     }
 
@@ -235,8 +249,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_environment_name_is_ignored_and_reported() {
+        let c = Config::load(
+            None,
+            vec![("CONFAB_TEST_POSTGRES_URL".to_owned(), "x".to_owned())],
+        )
+        .expect("loads");
+        assert_eq!(c.ignored_env, vec!["CONFAB_TEST_POSTGRES_URL".to_owned()]);
+    }
+
+    #[test]
     fn an_unknown_key_or_bad_value_is_refused() {
-        assert!(Config::load(None, vec![("CONFAB_NOPE".to_owned(), "1".to_owned())]).is_err());
+        assert!(Config::load(None, vec![]).is_ok());
+        let file = tempfile::NamedTempFile::new().expect("file");
+        std::fs::write(file.path(), "nope = 1\n").expect("write");
+        assert!(Config::load(Some(file.path()), vec![]).is_err());
         assert!(
             Config::load(
                 None,
