@@ -26,7 +26,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rooms/public", get(rooms::public))
         .route("/v1/rooms/{id}/join", post(rooms::join))
         .route("/v1/rooms/{id}/leave", post(rooms::leave))
-        .route("/v1/rooms/{id}/members", post(rooms::add_member))
+        .route(
+            "/v1/rooms/{id}/members",
+            get(rooms::members).post(rooms::add_member),
+        )
         .route(
             "/v1/rooms/{id}/members/{user}",
             delete(rooms::remove_member),

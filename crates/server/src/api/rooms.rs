@@ -132,6 +132,18 @@ pub async fn add_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /v1/rooms/{id}/members`: `{"members":[{"id","name"}]}`, members only.
+pub async fn members(
+    State(app): State<AppState>,
+    Bearer(token): Bearer,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = app.authenticate(token.as_deref()).await?;
+    actions::visible_room(&app, &caller.user, &id).await?;
+    let members = app.store.members(&id).await?;
+    Ok(Json(json!({ "members": members })).into_response())
+}
+
 /// `DELETE /v1/rooms/{id}/members/{user}`
 pub async fn remove_member(
     State(app): State<AppState>,

@@ -443,3 +443,51 @@ async fn a_public_room_is_403_to_a_non_member_on_member_calls() {
     assert_eq!(log(&ada, &r.id).await.len(), 1, "nothing written");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_lists_the_members_and_others_cannot() {
+    let app = spawn_app().await;
+    let (ada, ada_u) = app.user("ada").await;
+    let (bob, bob_u) = app.user("bob").await;
+    let (eve, _) = app.user("eve").await;
+    let public = room(&ada, "open", Visibility::Public).await;
+    bob.join(&public.id).await.expect("join");
+    let r = bob
+        .raw(
+            Method::GET,
+            &format!("/v1/rooms/{}/members", public.id),
+            None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(r.status, 200);
+    let mut ids: Vec<String> = r.json().expect("json")["members"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    let mut want = vec![ada_u.id.clone(), bob_u.id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    let r = eve
+        .raw(
+            Method::GET,
+            &format!("/v1/rooms/{}/members", public.id),
+            None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(r.status, 403);
+    let private = room(&ada, "closed", Visibility::Private).await;
+    let r = eve
+        .raw(
+            Method::GET,
+            &format!("/v1/rooms/{}/members", private.id),
+            None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(r.status, 404);
+}
