@@ -82,6 +82,7 @@ pub async fn run_load(
     let chunks = n.div_ceil(per).max(1);
     let mut workers = Vec::new();
     let mut rest = conns;
+    let run = format!("{:x}", rand::random::<u32>());
     for index in 0..chunks {
         let take = rest.len().div_ceil(chunks - index);
         let mine: Vec<ConnSpec> = rest.drain(..take).collect();
@@ -92,6 +93,7 @@ pub async fn run_load(
         }
         let spec = WorkerSpec {
             index,
+            run: run.clone(),
             base_url: node.base_url(),
             dialect: opts.dialect,
             bind,

@@ -22,6 +22,7 @@ pub mod setup;
 pub mod sio;
 pub mod spec;
 pub mod stats;
+pub mod table;
 pub mod user;
 pub mod worker;
 

@@ -220,6 +220,76 @@ pub async fn storm(
     run_shape("storm", node, shape, &opts, setup_concurrency).await
 }
 
+/// `capacity`: the shape at each per-sender rate in turn, on one population, until a step
+/// fails (loss or a broken check, under 95% of the offered rate delivered, or delivery p99
+/// over 500 ms); then one run at half the best passing rate (`half-load`).
+pub async fn capacity(
+    node: &mut dyn Node,
+    shape: &Shape,
+    rates: &[f64],
+    opts: &LoadOpts,
+    setup_concurrency: usize,
+) -> anyhow::Result<Vec<RunReport>> {
+    let members: Vec<Vec<usize>> = (0..shape.rooms)
+        .map(|r| (r * shape.members..(r + 1) * shape.members).collect())
+        .collect();
+    say(
+        opts,
+        &format!(
+            "capacity: setting up {} users on {}",
+            shape.rooms * shape.members,
+            node.label()
+        ),
+    );
+    let pop = populate(
+        &node.base_url(),
+        opts.dialect,
+        shape.rooms * shape.members,
+        &members,
+        setup_concurrency,
+    )
+    .await?;
+    let mut out = Vec::new();
+    let mut best: Option<f64> = None;
+    for &rate in rates {
+        let s = Shape { rate, ..*shape };
+        say(
+            opts,
+            &format!(
+                "capacity: {rate}/s per sender ({:.0} deliveries/s offered)",
+                s.offered()
+            ),
+        );
+        let r = run_load(node, shape_conns(&s, &pop), opts).await?;
+        let params = json!({"rooms": s.rooms, "members": s.members, "senders": s.senders,
+            "rate": rate, "offered_deliveries_per_s": s.offered(), "size": opts.size});
+        let mut rep = RunReport::from_load("capacity", &node.label(), params, &r);
+        let pass =
+            rep.ok && rep.delivered_per_s >= 0.95 * s.offered() && rep.delivery.p99_us <= 500_000;
+        rep.params["pass"] = json!(pass);
+        if opts.progress {
+            eprint!("{}", rep.text());
+        }
+        out.push(rep);
+        if !pass {
+            break;
+        }
+        best = Some(rate);
+    }
+    if let Some(rate) = best {
+        let s = Shape {
+            rate: rate / 2.0,
+            ..*shape
+        };
+        say(opts, &format!("half-load: {}/s per sender", s.rate));
+        let r = run_load(node, shape_conns(&s, &pop), opts).await?;
+        let params = json!({"rooms": s.rooms, "members": s.members, "senders": s.senders,
+            "rate": s.rate, "offered_deliveries_per_s": s.offered(), "size": opts.size});
+        out.push(RunReport::from_load("half-load", &node.label(), params, &r));
+    }
+    Ok(out)
+}
+
 fn say(opts: &LoadOpts, text: &str) {
     if opts.progress {
         eprintln!("{text}");

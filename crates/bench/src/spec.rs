@@ -46,6 +46,8 @@ pub struct SendSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerSpec {
     pub index: usize,
+    /// This run's nonce, part of every `client_id`.
+    pub run: String,
     pub base_url: String,
     pub dialect: Dialect,
     /// Local addresses to bind, round-robin (empty: let the kernel choose).

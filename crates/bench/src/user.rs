@@ -48,6 +48,9 @@ pub enum Phase {
 /// What a worker's connections share.
 pub struct Shared {
     pub target: Target,
+    /// Part of every `client_id`: the server keeps ids for a day, and a rerun with the same
+    /// users must not have its sends taken for retries.
+    pub run: String,
     pub stats: Arc<Stats>,
     pub size: usize,
     pub reconnect: bool,
@@ -98,8 +101,8 @@ impl Sender {
     fn due_ns(&self, t0: u64, n: u64) -> u64 {
         t0 + self.spec.offset_ns + n * self.spec.interval_ns
     }
-    fn client_id(&self, n: u64) -> String {
-        format!("s{}-{n}", self.spec.sender)
+    fn client_id(&self, run: &str, n: u64) -> String {
+        format!("s{}-{run}-{n}", self.spec.sender)
     }
 }
 
@@ -118,6 +121,9 @@ pub struct User {
     t0: Option<u64>,
     record_from: Option<u64>,
     storm: u64,
+    /// Each room's seq when this user first connected: an ack at or below it acknowledges an
+    /// event older than the run (a reused `client_id`), which the checks must not miss.
+    starts: HashMap<String, u64>,
 }
 
 impl User {
@@ -148,6 +154,7 @@ impl User {
             t0: None,
             record_from: None,
             storm: 0,
+            starts: opened.starts.iter().cloned().collect(),
         }
     }
 
@@ -299,7 +306,7 @@ impl User {
             }
         }
         for n in batch {
-            let cid = s.client_id(n);
+            let cid = s.client_id(&self.shared.run, n);
             let b = body(s.due_ns(t0, n), &cid, size);
             match tx.send(&s.spec.room, &cid, &b).await {
                 Ok(()) => {
@@ -395,6 +402,10 @@ impl User {
     fn acked(&mut self, client_id: Option<String>, room: &str, seq: u64) {
         let stats = self.shared.stats.clone();
         stats.acked.fetch_add(1, Relaxed);
+        if self.starts.get(room).is_some_and(|start| seq <= *start) {
+            stats.errors.fetch_add(1, Relaxed);
+            stats.note("ack of an event older than the run (client_id reused?)");
+        }
         {
             let mut max = self
                 .shared
@@ -477,6 +488,15 @@ impl User {
                 let last = self.tracker.last_seq(room).unwrap_or(0);
                 short += f.saturating_sub(last);
             }
+        }
+        if std::env::var_os("CONFAB_BENCH_DEBUG").is_some() {
+            eprintln!(
+                "debug {}: rooms {:?} finals {:?} tracker {:?} short {short}",
+                self.spec.name,
+                self.spec.rooms,
+                finals,
+                self.tracker.sync_map()
+            );
         }
         if short > 0 {
             self.shared.stats.lost.fetch_add(short, Relaxed);

@@ -154,6 +154,7 @@ pub async fn run(spec: WorkerSpec, mut cmds: mpsc::Receiver<Cmd>, reports: mpsc:
             timeout: CONNECT_TIMEOUT,
         },
         stats: stats.clone(),
+        run: spec.run.clone(),
         size: spec.size,
         reconnect: spec.reconnect,
         unacked: AtomicU64::new(0),

@@ -1,0 +1,315 @@
+//! A comparison's reports as Markdown tables (one per scenario, confab / ceiling / Socket.IO
+//! side by side, with the ratios the targets are stated in) and as PNG plots.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::plot;
+use crate::report::{RunReport, us};
+
+fn servers_of(reports: &[&RunReport]) -> Vec<String> {
+    let mut s: Vec<String> = Vec::new();
+    for r in reports {
+        if !s.contains(&r.server) {
+            s.push(r.server.clone());
+        }
+    }
+    s
+}
+
+fn pick<'a>(reports: &'a [RunReport], scenario: &str) -> Vec<&'a RunReport> {
+    reports.iter().filter(|r| r.scenario == scenario).collect()
+}
+
+fn f0(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.0}"))
+}
+
+fn f2(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.2}"))
+}
+
+fn checks(r: &RunReport) -> String {
+    format!("{} / {} / {}", r.lost, r.duplicates, r.errors)
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or("—".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
+}
+
+/// The Markdown of a comparison.
+pub fn markdown(reports: &[RunReport]) -> String {
+    let mut s = String::new();
+    if let Some(r) = reports.first() {
+        let _ = writeln!(
+            s,
+            "Machine: {} cores; load average at the end of the first run: {}.\n",
+            r.machine.cores, r.machine.load
+        );
+    }
+    for scenario in ["fanout", "hot-room"] {
+        let rs = pick(reports, scenario);
+        if rs.is_empty() {
+            continue;
+        }
+        let floor = rs
+            .iter()
+            .find(|r| r.server == "floor")
+            .and_then(|r| r.cpu_us_per_delivery);
+        let sio = rs
+            .iter()
+            .find(|r| r.server == "socketio")
+            .and_then(|r| r.cpu_us_per_delivery);
+        let _ = writeln!(s, "### {scenario}\n\n`{}`\n", rs[0].params);
+        let _ = writeln!(
+            s,
+            "| server | delivered msgs/s | server CPU | CPU µs / delivery | × ceiling | × Socket.IO | ack p50 / p99 | delivery p50 / p99 / p99.9 / max | lost / dup / errors | RSS end | load |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---|---|---:|---|");
+        for r in &rs {
+            let ratio = |base: Option<f64>| match (r.cpu_us_per_delivery, base) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {}% | {} | {} | {} | {} / {} | {} / {} / {} / {} | {} | {} | {} |",
+                r.server,
+                r.delivered_per_s,
+                f0(r.server_cpu_pct),
+                f2(r.cpu_us_per_delivery),
+                ratio(floor),
+                ratio(sio),
+                us(r.ack.p50_us),
+                us(r.ack.p99_us),
+                us(r.delivery.p50_us),
+                us(r.delivery.p99_us),
+                us(r.delivery.p999_us),
+                us(r.delivery.max_us),
+                checks(r),
+                mib(r.rss_end),
+                r.machine.load
+            );
+        }
+        s.push('\n');
+    }
+    let rs = pick(reports, "capacity");
+    if !rs.is_empty() {
+        let _ = writeln!(
+            s,
+            "### capacity (fanout shape, per-sender rate raised until a step fails: loss, < 95% delivered, or delivery p99 > 500 ms)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| server | rate / sender | offered msgs/s | delivered msgs/s | CPU µs / delivery | delivery p50 / p99 | lost / dup / errors | passed | load |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---|---|---|");
+        for r in &rs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {} | {} / {} | {} | {} | {} |",
+                r.server,
+                r.params["rate"],
+                r.params["offered_deliveries_per_s"],
+                r.delivered_per_s,
+                f2(r.cpu_us_per_delivery),
+                us(r.delivery.p50_us),
+                us(r.delivery.p99_us),
+                checks(r),
+                r.params["pass"],
+                r.machine.load
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nCapacity (highest passing step) and latency at half of it:\n"
+        );
+        let _ = writeln!(
+            s,
+            "| server | capacity msgs/s | half-load rate / sender | delivery p99 at half | p99.9 | CPU µs / delivery |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+        for server in servers_of(&rs) {
+            let best = rs
+                .iter()
+                .filter(|r| r.server == server && r.params["pass"] == true)
+                .map(|r| r.delivered_per_s)
+                .fold(0.0, f64::max);
+            let half = pick(reports, "half-load")
+                .into_iter()
+                .find(|r| r.server == server);
+            let _ = writeln!(
+                s,
+                "| {server} | {best:.0} | {} | {} | {} | {} |",
+                half.map_or("—".into(), |h| h.params["rate"].to_string()),
+                half.map_or("—".into(), |h| us(h.delivery.p99_us)),
+                half.map_or("—".into(), |h| us(h.delivery.p999_us)),
+                f2(half.and_then(|h| h.cpu_us_per_delivery)),
+            );
+        }
+        s.push('\n');
+    }
+    let rs = pick(reports, "idle");
+    if !rs.is_empty() {
+        let _ = writeln!(s, "### idle\n\n`{}`\n", rs[0].params);
+        let _ = writeln!(
+            s,
+            "| server | connections held | RSS before → connected | RSS / connection | server CPU while idle | errors | load |"
+        );
+        let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---|");
+        for r in &rs {
+            let _ = writeln!(
+                s,
+                "| {} | {}/{} | {} → {} | {} | {}% | {} | {} |",
+                r.server,
+                r.connected,
+                r.conns,
+                mib(r.rss_before),
+                mib(r.rss_connected),
+                r.rss_per_conn
+                    .map_or("—".into(), |b| format!("{:.2} KiB", b / 1024.0)),
+                f2(r.server_cpu_pct),
+                r.errors,
+                r.machine.load
+            );
+        }
+        s.push('\n');
+    }
+    let rs = pick(reports, "connect");
+    if !rs.is_empty() {
+        let _ = writeln!(s, "### connect\n\n`{}`\n", rs[0].params);
+        let _ = writeln!(
+            s,
+            "| server | connections | connections/s | connect p50 / p99 / max | errors | load |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---|---:|---|");
+        for r in &rs {
+            let _ = writeln!(
+                s,
+                "| {} | {}/{} | {:.0} | {} / {} / {} | {} | {} |",
+                r.server,
+                r.connected,
+                r.conns,
+                r.connects_per_s,
+                us(r.connect.p50_us),
+                us(r.connect.p99_us),
+                us(r.connect.max_us),
+                r.errors,
+                r.machine.load
+            );
+        }
+        s.push('\n');
+    }
+    let rs = pick(reports, "storm");
+    if !rs.is_empty() {
+        let _ = writeln!(s, "### storm\n\n`{}`\n", rs[0].params);
+        let _ = writeln!(
+            s,
+            "| server | how | everyone back after | reconnects | delivery p99 / max | lost / dup / errors | load |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---|---|---|");
+        for r in &rs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} / {} | {} | {} |",
+                r.server,
+                r.params["storm"]["how"],
+                r.storm_recover_secs
+                    .map_or("—".into(), |v| format!("{v:.2} s")),
+                r.reconnects,
+                us(r.delivery.p99_us),
+                us(r.delivery.max_us),
+                checks(r),
+                r.machine.load
+            );
+        }
+        s.push('\n');
+    }
+    let rs = pick(reports, "append");
+    if !rs.is_empty() {
+        let _ = writeln!(s, "### append (the store alone, group-committed)\n");
+        let _ = writeln!(
+            s,
+            "| store | appends/s | append p50 / p99 / max | CPU µs / append | lost / dup / errors | params | load |"
+        );
+        let _ = writeln!(s, "|---|---:|---|---:|---|---|---|");
+        for r in &rs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} / {} / {} | {} | {} | `{}` | {} |",
+                r.server,
+                f0(r.appends_per_s),
+                us(r.ack.p50_us),
+                us(r.ack.p99_us),
+                us(r.ack.max_us),
+                f2(r.cpu_us_per_delivery),
+                checks(r),
+                r.params,
+                r.machine.load
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes the plots; returns each file's name and outcome.
+pub fn plots(reports: &[RunReport], dir: &Path) -> Vec<(String, anyhow::Result<()>)> {
+    let mut out = Vec::new();
+    for scenario in ["fanout", "hot-room", "half-load"] {
+        let rs = pick(reports, scenario);
+        let curves: Vec<(String, &hdrhistogram::Histogram<u64>)> = rs
+            .iter()
+            .filter_map(|r| Some((r.server.clone(), r.delivery_hist.as_ref()?)))
+            .collect();
+        if curves.is_empty() {
+            continue;
+        }
+        let name = format!("latency-{scenario}.png");
+        let title = format!("{scenario}: delivery latency by percentile");
+        out.push((
+            name.clone(),
+            plot::latency_cdf(&dir.join(&name), &title, &curves),
+        ));
+    }
+    let groups: Vec<&str> = ["fanout", "hot-room", "half-load"]
+        .into_iter()
+        .filter(|g| !pick(reports, g).is_empty())
+        .collect();
+    if !groups.is_empty() {
+        let servers = servers_of(
+            &reports
+                .iter()
+                .filter(|r| groups.contains(&r.scenario.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let values: Vec<Vec<Option<f64>>> = groups
+            .iter()
+            .map(|g| {
+                servers
+                    .iter()
+                    .map(|s| {
+                        reports
+                            .iter()
+                            .find(|r| r.scenario == *g && &r.server == s)
+                            .and_then(|r| r.cpu_us_per_delivery)
+                    })
+                    .collect()
+            })
+            .collect();
+        let name = "cpu-per-delivery.png".to_string();
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        out.push((
+            name.clone(),
+            plot::bars(
+                &dir.join(&name),
+                "server CPU per delivered message (lower is better)",
+                "CPU µs per delivery",
+                &groups,
+                &servers,
+                &values,
+            ),
+        ));
+    }
+    out
+}
