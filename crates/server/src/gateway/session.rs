@@ -147,10 +147,15 @@ async fn serve(
     {
         actions::announce_presence(&app, &caller.user, true).await;
     }
-    if start(&app, &tx, sync).await.is_ok() {
-        read_loop(&app, &tx, stream, closed).await;
+    let close_queued = match start(&app, &tx, sync).await {
+        Ok(()) => read_loop(&app, &tx, stream, closed).await,
+        Err(()) => true,
+    };
+    // A close queued behind its error frame must not be overtaken by this one (the writer
+    // gives `closer` priority over the outbox).
+    if !close_queued {
+        tx.close(1000);
     }
-    tx.close(1000);
     app.hub.remove_session(&tx);
     if app
         .cache
@@ -228,23 +233,28 @@ async fn start(
     Ok(())
 }
 
+/// Reads until the session ends; true when its close is already decided (queued in the
+/// outbox or set on `closer`).
 async fn read_loop(
     app: &AppState,
     tx: &SessionTx,
     mut stream: SplitStream<WebSocket>,
     mut closed: watch::Receiver<Option<u16>>,
-) {
+) -> bool {
     let silence = Duration::from_millis(app.config.heartbeat_ms.saturating_mul(3));
     let mut last_heard = Instant::now();
     let mut floods = SlidingCount::default();
     loop {
         let next = tokio::select! {
-            _ = closed.changed() => return,
+            _ = closed.changed() => return true,
             next = tokio::time::timeout_at(last_heard + silence, stream.next()) => next,
         };
         let message = match next {
-            Err(_) => return tx.close(CloseCode::GOING_AWAY),
-            Ok(None) => return,
+            Err(_) => {
+                tx.close(CloseCode::GOING_AWAY);
+                return true;
+            }
+            Ok(None) => return false,
             Ok(Some(Ok(m))) => m,
             Ok(Some(Err(e))) => return protocol_error(tx, e),
         };
@@ -259,7 +269,7 @@ async fn read_loop(
                 );
                 continue;
             }
-            Message::Close(_) => return,
+            Message::Close(_) => return false,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
         let request = match ClientRequest::parse(&text) {
@@ -277,7 +287,7 @@ async fn read_loop(
                 && floods.record(now_ms() as u64, flood.flood_count, flood.flood_window_ms)
             {
                 tx.push(Out::Close(CloseCode::FLOOD));
-                return;
+                return true;
             }
         }
     }
@@ -287,8 +297,9 @@ fn reply_error(tx: &SessionTx, reference: Option<serde_json::Value>, e: &ApiErro
     tx.push(Out::Frame(e.frame(reference).to_json().into()));
 }
 
-/// A read error: too large (1009) and bad UTF-8 (1007) are told to the client; others just end.
-fn protocol_error(tx: &SessionTx, e: axum::Error) {
+/// A read error: too large (1009) and bad UTF-8 (1007) are told to the client (true: the close
+/// is queued); others just end.
+fn protocol_error(tx: &SessionTx, e: axum::Error) -> bool {
     use tokio_tungstenite::tungstenite::Error as WsError;
     let inner = e.into_inner();
     tracing::debug!(error = %inner, "websocket read error");
@@ -300,6 +311,7 @@ fn protocol_error(tx: &SessionTx, e: axum::Error) {
                 &ApiError::new(ErrorCode::TooLarge, "message over max_frame"),
             );
             tx.push(Out::Close(CloseCode::TOO_LARGE));
+            true
         }
         Some(WsError::Utf8(_)) => {
             reply_error(
@@ -308,7 +320,8 @@ fn protocol_error(tx: &SessionTx, e: axum::Error) {
                 &ApiError::bad_request("text frames must be valid UTF-8"),
             );
             tx.push(Out::Close(1007));
+            true
         }
-        _ => {}
+        _ => false,
     }
 }

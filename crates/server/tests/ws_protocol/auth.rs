@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use confab_client::protocol::frames::SyncedRoom;
 use confab_client::protocol::{ErrorCode, ServerFrame, Visibility};
-use confab_client::{ClientError, ConnectAuth, ConnectOptions, WsClient, build};
+use confab_client::{ConnectAuth, ConnectOptions, WsClient, build};
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::helpers::*;
+use crate::origin::upgrade_status;
 use crate::util::*;
 
 fn token(http: &confab_client::HttpClient) -> String {
@@ -22,17 +23,6 @@ async fn open_bare(app: &TestApp) -> WsClient {
     WsClient::open(&app.base, None, &ConnectOptions::default())
         .await
         .expect("upgrade")
-}
-
-/// The upgrade's refusal status, or `None` if it was accepted.
-async fn upgrade_status(app: &TestApp, bearer: Option<&str>, origin: Option<&str>) -> Option<u16> {
-    let mut options = ConnectOptions::default();
-    options.origin = origin.map(str::to_owned);
-    match WsClient::open(&app.base, bearer, &options).await {
-        Ok(_) => None,
-        Err(ClientError::UpgradeRefused { status, .. }) => Some(status),
-        Err(e) => panic!("upgrade failed below HTTP: {e}"),
-    }
 }
 
 #[tokio::test]
@@ -72,7 +62,9 @@ async fn an_auth_frame_with_sync_replays_the_missed_events_then_synced_then_goes
     let (ada, _) = app.user("ada").await;
     let r = room(&ada, "general", Visibility::Public).await;
     for i in 0..3 {
-        ada.publish(&r.id, &format!("c{i}"), "x").await.expect("publish");
+        ada.publish(&r.id, &format!("c{i}"), "x")
+            .await
+            .expect("publish");
     }
     let sync = BTreeMap::from([(r.id.clone(), 1u64), ("r_nowhere".to_string(), 0)]);
     let (mut ws, ready) = WsClient::connect(
@@ -120,7 +112,10 @@ async fn a_bad_expired_or_revoked_token_in_the_header_is_refused_with_http_401_b
 {
     let app = spawn_app().await;
     let (ada, _) = app.user("ada").await;
-    assert_eq!(upgrade_status(&app, Some("not-a-token"), None).await, Some(401));
+    assert_eq!(
+        upgrade_status(&app, Some("not-a-token"), None).await,
+        Some(401)
+    );
     assert_eq!(
         upgrade_status(&app, Some(&"0".repeat(64)), None).await,
         Some(401)
@@ -189,7 +184,9 @@ async fn any_other_frame_before_auth_gets_unauthorized_then_close_4001() {
             "first frame {first}: {frames:?}"
         );
         assert!(
-            !frames.iter().any(|f| matches!(f, ServerFrame::Ready { .. })),
+            !frames
+                .iter()
+                .any(|f| matches!(f, ServerFrame::Ready { .. })),
             "{frames:?}"
         );
     }
@@ -238,86 +235,6 @@ async fn sending_auth_again_on_an_authenticated_connection_is_bad_request_and_st
 }
 
 #[tokio::test]
-async fn an_upgrade_from_a_foreign_origin_is_refused_with_http_403() {
-    let app = spawn_app().await;
-    let (ada, _) = app.user("ada").await;
-    let t = token(&ada);
-    let port = app.base.rsplit(':').next().expect("port");
-    for origin in [
-        "http://evil.example".to_string(),
-        format!("https://127.0.0.1:{port}"), // wrong scheme for ws://
-        format!("http://127.0.0.1:{}", port.parse::<u16>().expect("port") ^ 1),
-        "http://127.0.0.1".to_string(),
-        "null".to_string(),
-    ] {
-        assert_eq!(
-            upgrade_status(&app, Some(&t), Some(&origin)).await,
-            Some(403),
-            "origin {origin}"
-        );
-    }
-    // Refused before authentication: no token at all is still 403 for a foreign origin.
-    assert_eq!(
-        upgrade_status(&app, None, Some("http://evil.example")).await,
-        Some(403)
-    );
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn an_upgrade_from_the_same_origin_or_without_origin_is_accepted() {
-    let app = spawn_app().await;
-    let (ada, _) = app.user("ada").await;
-    let t = token(&ada);
-    for origin in [None, Some(app.base.clone())] {
-        let options = ConnectOptions {
-            origin: origin.clone(),
-            ..ConnectOptions::default()
-        };
-        let (mut ws, ready) =
-            WsClient::connect_with(&app.base, ConnectAuth::Bearer(t.clone()), &options)
-                .await
-                .unwrap_or_else(|e| panic!("origin {origin:?} refused: {e}"));
-        assert_eq!(ready.user.name, "ada");
-        assert_open(&mut ws).await;
-    }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn configured_allowed_origins_are_accepted_and_others_still_refused() {
-    let app = spawn_with(|c| c.allowed_origins = vec!["https://chat.example".into()]).await;
-    let (ada, _) = app.user("ada").await;
-    let t = token(&ada);
-    assert_eq!(
-        upgrade_status(&app, Some(&t), Some("https://chat.example")).await,
-        None
-    );
-    assert_eq!(
-        upgrade_status(&app, Some(&t), Some(&app.base)).await,
-        None,
-        "same origin stays allowed"
-    );
-    assert_eq!(
-        upgrade_status(&app, Some(&t), Some("https://other.example")).await,
-        Some(403)
-    );
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn a_wildcard_in_allowed_origins_accepts_any_origin() {
-    let app = spawn_with(|c| c.allowed_origins = vec!["*".into()]).await;
-    let (ada, _) = app.user("ada").await;
-    let options = ConnectOptions::default().with_origin("http://anything.example:1234");
-    let (mut ws, _) = WsClient::connect_with(&app.base, ConnectAuth::Bearer(token(&ada)), &options)
-        .await
-        .expect("any origin is allowed");
-    assert_open(&mut ws).await;
-    app.stop().await;
-}
-
-#[tokio::test]
 async fn ready_names_the_session_user_rooms_heartbeat_and_limits() {
     let app = spawn_with(|c| {
         c.heartbeat_ms = 12_345;
@@ -333,13 +250,22 @@ async fn ready_names_the_session_user_rooms_heartbeat_and_limits() {
     let (carol, _) = app.user("carol").await;
     let private = room(&p.ada, "secret", Visibility::Private).await;
     room(&carol, "elsewhere", Visibility::Public).await;
-    p.ada.publish(&p.room.id, "c1", "one").await.expect("publish");
-    p.ada.publish(&p.room.id, "c2", "two").await.expect("publish");
+    p.ada
+        .publish(&p.room.id, "c1", "one")
+        .await
+        .expect("publish");
+    p.ada
+        .publish(&p.room.id, "c2", "two")
+        .await
+        .expect("publish");
 
     let (_a1, ready) = app.ws(&p.ada).await;
     let (_a2, ready2) = app.ws(&p.ada).await;
     assert!(!ready.session_id.is_empty());
-    assert_ne!(ready.session_id, ready2.session_id, "each session has its own id");
+    assert_ne!(
+        ready.session_id, ready2.session_id,
+        "each session has its own id"
+    );
     assert_eq!(ready.user, p.ada_user);
     assert_eq!(ready.heartbeat_ms, 12_345);
     let l = &ready.limits;
@@ -367,11 +293,19 @@ async fn ready_names_the_session_user_rooms_heartbeat_and_limits() {
     assert_eq!(general.owner, p.ada_user.id);
     assert_eq!(general.member_count, 2);
     assert_eq!(general.last_seq, 4);
-    assert_eq!(general.read_seq, Some(1), "ada's read marker is at her join");
+    assert_eq!(
+        general.read_seq,
+        Some(1),
+        "ada's read marker is at her join"
+    );
 
     let (_b, bready) = app.ws(&p.bob).await;
     assert_eq!(bready.rooms.len(), 1);
-    assert_eq!(bready.rooms[0].read_seq, Some(2), "bob's read marker is at his join");
+    assert_eq!(
+        bready.rooms[0].read_seq,
+        Some(2),
+        "bob's read marker is at his join"
+    );
     assert_eq!(bready.rooms[0].last_seq, 4);
     app.stop().await;
 }
@@ -399,7 +333,9 @@ async fn logging_out_closes_every_live_session_of_that_token_with_4001_and_no_er
         let (frames, code) = until_close(ws).await;
         assert_eq!(code, 4001);
         assert!(
-            !frames.iter().any(|f| matches!(f, ServerFrame::Error { .. })),
+            !frames
+                .iter()
+                .any(|f| matches!(f, ServerFrame::Error { .. })),
             "no error frame on logout: {frames:?}"
         );
     }

@@ -24,7 +24,11 @@ async fn a_draining_node_sends_reconnect_refuses_new_upgrades_with_503_then_clos
     let base = app.base.clone();
     let stopping = tokio::spawn(app.stop());
     for ws in [&mut a, &mut b] {
-        match wait_for(ws, "reconnect", |f| matches!(f, ServerFrame::Reconnect { .. })).await {
+        match wait_for(ws, "reconnect", |f| {
+            matches!(f, ServerFrame::Reconnect { .. })
+        })
+        .await
+        {
             ServerFrame::Reconnect { after_ms } => assert!(after_ms <= 500, "{after_ms}"),
             _ => unreachable!(),
         }
@@ -107,7 +111,10 @@ async fn a_store_that_cannot_commit_answers_unavailable_stores_nothing_and_the_r
     // The store waits out its busy timeout (5 s), then gives up on the write.
     let (code, message) = refused(&mut a, build::send(&p.room.id, "c1", "hello")).await;
     assert_eq!(code, ErrorCode::Unavailable, "{message}");
-    assert!(!message.to_lowercase().contains("sqlite"), "no internals: {message}");
+    assert!(
+        !message.to_lowercase().contains("sqlite"),
+        "no internals: {message}"
+    );
     assert_open(&mut a).await;
     lock.release().await;
     no_msg(&mut b).await;

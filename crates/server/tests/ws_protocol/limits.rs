@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use confab_client::protocol::frames::SyncedRoom;
-use confab_client::protocol::{ErrorCode, Presence, ServerFrame, Visibility};
+use confab_client::protocol::{ErrorCode, ServerFrame, Visibility};
 use confab_client::{ClientError, ConnectAuth, Method, SessionTracker, WsClient, build};
 use serde_json::json;
 use tokio::time::Instant;
@@ -75,7 +75,11 @@ async fn a_frame_over_max_frame_gets_too_large_then_close_1009() {
         errors.iter().all(|c| *c == ErrorCode::TooLarge),
         "only too_large may precede the close: {frames:?}"
     );
-    assert_eq!(my_room(&p.ada, &p.room.id).await.last_seq, 3, "nothing stored");
+    assert_eq!(
+        my_room(&p.ada, &p.room.id).await.last_seq,
+        3,
+        "nothing stored"
+    );
     app.stop().await;
 }
 
@@ -99,8 +103,16 @@ async fn a_message_whose_fragments_together_exceed_max_frame_is_closed_with_1009
     }
     let (frames, code) = until_close(&mut a).await;
     assert_eq!(code, 1009, "{frames:?}");
-    assert!(error_codes(&frames).iter().all(|c| *c == ErrorCode::TooLarge));
-    assert_eq!(my_room(&p.ada, &p.room.id).await.last_seq, 2, "nothing stored");
+    assert!(
+        error_codes(&frames)
+            .iter()
+            .all(|c| *c == ErrorCode::TooLarge)
+    );
+    assert_eq!(
+        my_room(&p.ada, &p.room.id).await.last_seq,
+        2,
+        "nothing stored"
+    );
     app.stop().await;
 }
 
@@ -141,7 +153,11 @@ async fn rate_limited_carries_retry_after_ms_and_is_shared_by_all_sessions_and_h
     let (mut a2, _) = app.ws(&p.ada).await;
     let (mut b, _) = app.ws(&p.bob).await;
     // The HTTP publish call takes ada's only token...
-    let (status, first) = p.ada.publish(&p.room.id, "h1", "via http").await.expect("publish");
+    let (status, first) = p
+        .ada
+        .publish(&p.room.id, "h1", "via http")
+        .await
+        .expect("publish");
     assert_eq!(status, 201);
     // ...so both her sessions are over the limit, for every kind of write.
     for (i, frame) in [
@@ -176,7 +192,10 @@ async fn rate_limited_carries_retry_after_ms_and_is_shared_by_all_sessions_and_h
     assert_open(&mut a1).await;
     assert_open(&mut a2).await;
     let got = quiet(&mut a1, Duration::ZERO).await;
-    assert!(error_codes(&got).is_empty(), "read and typing are not limited: {got:?}");
+    assert!(
+        error_codes(&got).is_empty(),
+        "read and typing are not limited: {got:?}"
+    );
 
     // The rate limit is time-based: let a token come back, spend it over WebSocket...
     tokio::time::sleep(Duration::from_millis(1_050)).await;
@@ -226,7 +245,9 @@ async fn a_connection_that_gets_flood_count_rate_limited_errors_in_the_window_is
     let (frames, code) = until_close(&mut a1).await;
     assert_eq!(code, 4008, "{frames:?}");
     assert!(
-        error_codes(&frames).iter().all(|c| *c == ErrorCode::RateLimited),
+        error_codes(&frames)
+            .iter()
+            .all(|c| *c == ErrorCode::RateLimited),
         "{frames:?}"
     );
     // The flood count is per connection: the user's other session is open.
@@ -252,44 +273,41 @@ async fn a_session_that_stops_reading_while_its_room_floods_is_closed_4009_and_l
     sloth.join(&calm.id).await.expect("join");
     let (mut c, _) = app.ws(&carol).await;
     let (mut s, ready) = app.ws(&sloth).await;
-    wait_for(&mut c, "sloth online", |f| matches!(f, ServerFrame::Presence(_))).await;
+    assert!(online(&mut c, &calm.id).await.contains(&sloth_user.id));
     let mut tracker = SessionTracker::from_ready(&ready);
 
     // From here on `s` is not read. Large events fill the socket buffers, then the outbox.
     let body = "z".repeat(60_000);
     let mut published = 0u64;
-    let kicked = 'flood: {
-        for i in 0..2_000 {
-            ada.publish(&loud.id, &format!("c{i}"), &body)
-                .await
-                .expect("publish");
-            published += 1;
-            // carol shares a room with sloth: she hears when sloth's session ends.
-            while let Ok(f) = c.next_frame(Duration::from_millis(1)).await {
-                if let ServerFrame::Presence(Presence {
-                    user: Some(u),
-                    status: Some(st),
-                    ..
-                }) = &f
-                    && u.id == sloth_user.id
-                    && st == "offline"
-                {
-                    break 'flood true;
-                }
-            }
+    let mut kicked = false;
+    while published < 2_000 && !kicked {
+        ada.publish(&loud.id, &format!("c{published}"), &body)
+            .await
+            .expect("publish");
+        published += 1;
+        // carol shares a room with sloth: she sees when sloth's session has ended.
+        if published.is_multiple_of(4) {
+            kicked = !online(&mut c, &calm.id).await.contains(&sloth_user.id);
         }
-        false
-    };
-    assert!(kicked, "sloth was never closed after {published} large events");
+    }
+    assert!(
+        kicked,
+        "sloth was never closed after {published} large events"
+    );
 
     let (frames, code) = until_close(&mut s).await;
     assert_eq!(code, 4009);
     let mut last = 2;
     for e in msgs_in(&frames, &loud.id) {
-        tracker.observe(e).expect("what did arrive is in order without gaps");
+        tracker
+            .observe(e)
+            .expect("what did arrive is in order without gaps");
         last = e.seq;
     }
-    assert!(last < 2 + published, "the sloth cannot have read everything");
+    assert!(
+        last < 2 + published,
+        "the sloth cannot have read everything"
+    );
 
     // Nothing is lost: reconnecting with `sync` from the last seq seen fills the rest.
     let (mut again, _) = WsClient::connect(
@@ -326,20 +344,23 @@ async fn a_client_silent_for_three_heartbeats_is_closed_1001_while_one_that_read
     let p = pair(&app).await;
     let (mut a, ready) = app.ws(&p.ada).await;
     assert_eq!(ready.heartbeat_ms, 200);
-    // bob never reads again after `ready`, so he never answers the server's pings.
-    let (mut b, _) = app.ws(&p.bob).await;
+    // bob never writes after the upgrade, so he never answers the server's pings.
+    let mut b = SilentSession::open(&app.base, p.bob.token().expect("token")).await;
     let started = Instant::now();
-    wait_for(&mut a, "bob offline", |f| {
-        matches!(f, ServerFrame::Presence(Presence { status: Some(s), .. }) if s == "offline")
-    })
-    .await;
+    until_offline(&mut a, &p.room.id, &p.bob_user.id).await;
     let silent_for = started.elapsed();
     assert!(
         silent_for >= Duration::from_millis(500),
         "closed after {silent_for:?}: before three heartbeats"
     );
-    let (_, code) = until_close(&mut b).await;
-    assert_eq!(code, 1001);
+    b.read_to_end().await;
+    let frames = b.frames();
+    assert_eq!(b.close_code(), Some(1001), "{frames:?}");
+    let pings = frames.iter().filter(|(op, _)| *op == 0x9).count();
+    assert!(
+        (1..=5).contains(&pings),
+        "about three pings before the close: {pings}"
+    );
     // ada read all along (answering pings): well past three heartbeats, she is still served.
     quiet(&mut a, Duration::from_millis(800)).await;
     assert_open(&mut a).await;

@@ -14,5 +14,6 @@ mod limits;
 mod malformed;
 mod membership;
 mod messages;
+mod origin;
 mod signals;
 mod sync_history;

@@ -8,7 +8,12 @@ use crate::helpers::*;
 use crate::util::*;
 
 async fn room_frame(ws: &mut WsClient, id: &str) -> Room {
-    match wait_for(ws, "room", |f| matches!(f, ServerFrame::Room { room } if room.id == id)).await
+    match wait_for(
+        ws,
+        "room",
+        |f| matches!(f, ServerFrame::Room { room } if room.id == id),
+    )
+    .await
     {
         ServerFrame::Room { room } => room,
         _ => unreachable!(),
@@ -16,7 +21,12 @@ async fn room_frame(ws: &mut WsClient, id: &str) -> Room {
 }
 
 async fn removed_frame(ws: &mut WsClient, id: &str) {
-    wait_for(ws, "removed", |f| matches!(f, ServerFrame::Removed { room } if room == id)).await;
+    wait_for(
+        ws,
+        "removed",
+        |f| matches!(f, ServerFrame::Removed { room } if room == id),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -29,17 +39,27 @@ async fn a_join_frame_answers_ok_with_its_ref_and_every_session_of_the_user_gets
     let (mut b1, _) = app.ws(&bob).await;
     let (mut b2, _) = app.ws(&bob).await;
     let reply = b1.request(build::join(&r.id), WAIT).await.expect("join");
-    assert!(matches!(reply, ServerFrame::Ok { reference: Some(_) }), "{reply:?}");
+    assert!(
+        matches!(reply, ServerFrame::Ok { reference: Some(_) }),
+        "{reply:?}"
+    );
     for ws in [&mut b1, &mut b2] {
         let got = room_frame(ws, &r.id).await;
         assert_eq!(got.name, "general");
         assert_eq!(got.owner, ada_user.id);
         assert_eq!(got.member_count, 2);
         assert_eq!(got.last_seq, 2);
-        assert_eq!(got.read_seq, Some(2), "read marker at the member's own join");
+        assert_eq!(
+            got.read_seq,
+            Some(2),
+            "read marker at the member's own join"
+        );
         // The joining member's sessions receive their own join event, then live events.
         let join = next_msg(ws).await;
-        assert_eq!((join.kind, join.seq, &join.from), (EventKind::Join, 2, &bob_user));
+        assert_eq!(
+            (join.kind, join.seq, &join.from),
+            (EventKind::Join, 2, &bob_user)
+        );
         assert_eq!(join.by, None);
     }
     let join = next_msg(&mut a).await;
@@ -58,7 +78,10 @@ async fn joining_again_as_a_member_is_ok_and_writes_nothing() {
     let (mut b, _) = app.ws(&p.bob).await;
     let (mut a, _) = app.ws(&p.ada).await;
     for ws in [&mut b, &mut a] {
-        let reply = ws.request(build::join(&p.room.id), WAIT).await.expect("join");
+        let reply = ws
+            .request(build::join(&p.room.id), WAIT)
+            .await
+            .expect("join");
         assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
     }
     let got = quiet(&mut b, QUIET).await;
@@ -83,7 +106,10 @@ async fn joining_a_private_room_as_a_non_member_or_an_unknown_room_is_not_found(
         assert_eq!(code, ErrorCode::NotFound, "room {id}");
     }
     let got = quiet(&mut b, QUIET).await;
-    assert!(got.iter().all(|f| !matches!(f, ServerFrame::Room { .. })), "{got:?}");
+    assert!(
+        got.iter().all(|f| !matches!(f, ServerFrame::Room { .. })),
+        "{got:?}"
+    );
     assert_eq!(my_room(&ada, &private.id).await.member_count, 1);
     app.stop().await;
 }
@@ -115,7 +141,10 @@ async fn a_member_added_by_the_owner_or_to_a_dm_gets_room_on_every_session() {
     ada.add_member(&private.id, "bob").await.expect("add");
     for ws in [&mut b1, &mut b2] {
         let got = room_frame(ws, &private.id).await;
-        assert_eq!((got.visibility, got.read_seq), (Visibility::Private, Some(2)));
+        assert_eq!(
+            (got.visibility, got.read_seq),
+            (Visibility::Private, Some(2))
+        );
         let join = next_msg(ws).await;
         assert_eq!((join.kind, &join.from), (EventKind::Join, &bob_user));
         assert_eq!(join.by.as_ref(), Some(&ada_user), "added by the owner");
@@ -136,11 +165,20 @@ async fn a_leave_frame_answers_ok_then_every_session_gets_its_leave_event_and_re
     let (mut a, _) = app.ws(&p.ada).await;
     let (mut b1, _) = app.ws(&p.bob).await;
     let (mut b2, _) = app.ws(&p.bob).await;
-    let reply = b1.request(build::leave(&p.room.id), WAIT).await.expect("leave");
-    assert!(matches!(reply, ServerFrame::Ok { reference: Some(_) }), "{reply:?}");
+    let reply = b1
+        .request(build::leave(&p.room.id), WAIT)
+        .await
+        .expect("leave");
+    assert!(
+        matches!(reply, ServerFrame::Ok { reference: Some(_) }),
+        "{reply:?}"
+    );
     for ws in [&mut b1, &mut b2] {
         let leave = next_msg(ws).await;
-        assert_eq!((leave.kind, leave.seq, &leave.from), (EventKind::Leave, 3, &p.bob_user));
+        assert_eq!(
+            (leave.kind, leave.seq, &leave.from),
+            (EventKind::Leave, 3, &p.bob_user)
+        );
         assert_eq!(leave.by, None);
         // The leave is the last of the room they get, and `removed` follows it.
         match next(ws).await {
@@ -152,7 +190,9 @@ async fn a_leave_frame_answers_ok_then_every_session_gets_its_leave_event_and_re
     no_msg(&mut b1).await;
     no_msg(&mut b2).await;
     assert_eq!(
-        refused(&mut b1, build::send(&p.room.id, "c", "back?")).await.0,
+        refused(&mut b1, build::send(&p.room.id, "c", "back?"))
+            .await
+            .0,
         ErrorCode::Forbidden
     );
     app.stop().await;
@@ -167,13 +207,28 @@ async fn leave_follows_the_http_rules() {
     let (mut a, _) = app.ws(&p.ada).await;
     let (mut c, _) = app.ws(&carol).await;
     // The owner leaves only as the last member.
-    assert_eq!(refused(&mut a, build::leave(&p.room.id)).await.0, ErrorCode::Forbidden);
+    assert_eq!(
+        refused(&mut a, build::leave(&p.room.id)).await.0,
+        ErrorCode::Forbidden
+    );
     // A non-member: 403 for a public room, 404 for a private one or an unknown one.
-    assert_eq!(refused(&mut c, build::leave(&p.room.id)).await.0, ErrorCode::Forbidden);
-    assert_eq!(refused(&mut c, build::leave(&private.id)).await.0, ErrorCode::NotFound);
-    assert_eq!(refused(&mut c, build::leave("r_nope")).await.0, ErrorCode::NotFound);
+    assert_eq!(
+        refused(&mut c, build::leave(&p.room.id)).await.0,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        refused(&mut c, build::leave(&private.id)).await.0,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        refused(&mut c, build::leave("r_nope")).await.0,
+        ErrorCode::NotFound
+    );
     // Alone in the private room, the owner may leave.
-    let reply = a.request(build::leave(&private.id), WAIT).await.expect("leave");
+    let reply = a
+        .request(build::leave(&private.id), WAIT)
+        .await
+        .expect("leave");
     assert!(matches!(reply, ServerFrame::Ok { .. }));
     removed_frame(&mut a, &private.id).await;
     assert_open(&mut a).await;
@@ -188,19 +243,30 @@ async fn a_member_removed_by_the_owner_gets_removed_and_nothing_more_of_that_roo
     p.bob.join(&other.id).await.expect("join other");
     let (mut a, _) = app.ws(&p.ada).await;
     let (mut b, _) = app.ws(&p.bob).await;
-    p.ada.remove_member(&p.room.id, "bob").await.expect("remove");
+    p.ada
+        .remove_member(&p.room.id, "bob")
+        .await
+        .expect("remove");
     // Sent right after the removal: bob must not see it.
     acked(&mut a, build::send(&p.room.id, "c1", "after bob")).await;
     let leave = wait_for(&mut b, "bob's leave", |f| matches!(f, ServerFrame::Msg(_))).await;
-    let ServerFrame::Msg(leave) = leave else { unreachable!() };
-    assert_eq!((leave.kind, leave.seq, &leave.from), (EventKind::Leave, 3, &p.bob_user));
+    let ServerFrame::Msg(leave) = leave else {
+        unreachable!()
+    };
+    assert_eq!(
+        (leave.kind, leave.seq, &leave.from),
+        (EventKind::Leave, 3, &p.bob_user)
+    );
     assert_eq!(leave.by.as_ref(), Some(&p.ada_user), "removed by the owner");
     match next(&mut b).await {
         ServerFrame::Removed { room } => assert_eq!(room, p.room.id),
         other => panic!("expected removed, got {other:?}"),
     }
     let got = quiet(&mut b, QUIET).await;
-    assert!(msgs_in(&got, &p.room.id).is_empty(), "after removed: {got:?}");
+    assert!(
+        msgs_in(&got, &p.room.id).is_empty(),
+        "after removed: {got:?}"
+    );
     // Bob's other rooms are not disturbed.
     acked(&mut a, build::send(&other.id, "c2", "still here")).await;
     let e = next_msg(&mut b).await;

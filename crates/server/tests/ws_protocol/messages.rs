@@ -28,7 +28,11 @@ async fn send_is_acked_once_durable_and_every_member_gets_the_msg_including_the_
     assert_eq!(ack.seq, 3);
     assert_eq!(ack.client_id.as_deref(), Some("c-17"));
     assert!(!ack.id.is_empty());
-    assert!(ack.ts > 1_600_000_000_000, "ts is ms since the epoch: {}", ack.ts);
+    assert!(
+        ack.ts > 1_600_000_000_000,
+        "ts is ms since the epoch: {}",
+        ack.ts
+    );
     // Durable: history has it as soon as the ack is out.
     let page = p
         .bob
@@ -90,7 +94,13 @@ async fn a_retried_send_gets_the_first_ack_with_the_retrys_ref_and_delivers_noth
     assert_eq!(e.seq, 3);
     // Same client_id, even with another body: not stored again.
     for (reference, body) in [(json!(2), "once"), (json!("retry"), "changed")] {
-        match reply_to(&mut a, build::send(&p.room.id, "dup", body), reference.clone()).await {
+        match reply_to(
+            &mut a,
+            build::send(&p.room.id, "dup", body),
+            reference.clone(),
+        )
+        .await
+        {
             ServerFrame::Ack {
                 reference: r,
                 seq,
@@ -107,15 +117,27 @@ async fn a_retried_send_gets_the_first_ack_with_the_retrys_ref_and_delivers_noth
         }
     }
     // The HTTP publish call shares client_ids: it answers 200 with the original.
-    let (status, published) = p.ada.publish(&p.room.id, "dup", "once").await.expect("publish");
-    assert_eq!((status, published.seq, published.id), (200, 3, e.id.clone()));
+    let (status, published) = p
+        .ada
+        .publish(&p.room.id, "dup", "once")
+        .await
+        .expect("publish");
+    assert_eq!(
+        (status, published.seq, published.id),
+        (200, 3, e.id.clone())
+    );
     no_msg(&mut b).await;
     let page = p
         .ada
         .messages(&p.room.id, None, None, None)
         .await
         .expect("history");
-    assert_eq!(page.events.len(), 3, "join, join, one text: {:?}", page.events);
+    assert_eq!(
+        page.events.len(),
+        3,
+        "join, join, one text: {:?}",
+        page.events
+    );
     app.stop().await;
 }
 
@@ -124,11 +146,18 @@ async fn a_client_id_first_used_by_the_http_publish_call_is_a_retry_over_websock
     let app = spawn_app().await;
     let p = pair(&app).await;
     let (mut a, _) = app.ws(&p.ada).await;
-    let (status, published) = p.ada.publish(&p.room.id, "h1", "via http").await.expect("publish");
+    let (status, published) = p
+        .ada
+        .publish(&p.room.id, "h1", "via http")
+        .await
+        .expect("publish");
     assert_eq!(status, 201);
     assert_eq!(next_msg(&mut a).await.seq, published.seq);
     let ack = acked(&mut a, build::send(&p.room.id, "h1", "via ws")).await;
-    assert_eq!((ack.seq, ack.id, ack.ts), (published.seq, published.id, published.ts));
+    assert_eq!(
+        (ack.seq, ack.id, ack.ts),
+        (published.seq, published.id, published.ts)
+    );
     no_msg(&mut a).await;
     app.stop().await;
 }
@@ -155,7 +184,12 @@ async fn a_client_id_must_be_1_to_64_bytes() {
     let (mut a, _) = app.ws(&p.ada).await;
     for bad in [String::new(), "x".repeat(65), "é".repeat(33)] {
         let (code, _) = refused(&mut a, build::send(&p.room.id, &bad, "hi")).await;
-        assert_eq!(code, ErrorCode::BadRequest, "client_id of {} bytes", bad.len());
+        assert_eq!(
+            code,
+            ErrorCode::BadRequest,
+            "client_id of {} bytes",
+            bad.len()
+        );
     }
     let ack = acked(&mut a, build::send(&p.room.id, &"x".repeat(64), "hi")).await;
     assert_eq!(ack.seq, 3, "nothing was stored for the refused ones");
@@ -170,7 +204,10 @@ async fn an_empty_body_is_bad_request_and_the_connection_stays_open() {
     let (code, _) = refused(&mut a, build::send(&p.room.id, "c", "")).await;
     assert_eq!(code, ErrorCode::BadRequest);
     assert_open(&mut a).await;
-    assert_eq!(acked(&mut a, build::send(&p.room.id, "c", "x")).await.seq, 3);
+    assert_eq!(
+        acked(&mut a, build::send(&p.room.id, "c", "x")).await.seq,
+        3
+    );
     app.stop().await;
 }
 
@@ -190,7 +227,11 @@ async fn sending_to_a_room_the_user_is_not_in_is_forbidden_if_public_and_not_fou
         assert_eq!(code, ErrorCode::NotFound, "room {missing:?}");
     }
     assert_open(&mut c).await;
-    assert_eq!(my_room(&p.ada, &p.room.id).await.last_seq, 2, "nothing written");
+    assert_eq!(
+        my_room(&p.ada, &p.room.id).await.last_seq,
+        2,
+        "nothing written"
+    );
     app.stop().await;
 }
 

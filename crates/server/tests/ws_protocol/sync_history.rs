@@ -80,7 +80,10 @@ async fn a_sync_request_after_ready_sends_the_missed_events_in_order_then_synced
         );
     }
     // Live events follow, each once.
-    p.bob.publish(&p.room.id, "live", "live").await.expect("publish");
+    p.bob
+        .publish(&p.room.id, "live", "live")
+        .await
+        .expect("publish");
     assert_eq!(next_msg(&mut a).await.seq, 7);
     no_msg(&mut a).await;
     app.stop().await;
@@ -200,22 +203,43 @@ async fn a_history_request_answers_the_same_page_as_the_http_call() {
         .request(build::history(&p.room.id, None, None, Some(2)), WAIT)
         .await
         .expect("history");
-    let ServerFrame::History { events, has_more, .. } = newest else { unreachable!() };
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![11, 10]);
+    let ServerFrame::History {
+        events, has_more, ..
+    } = newest
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![11, 10]
+    );
     assert!(has_more);
     let after = a
         .request(build::history(&p.room.id, None, Some(8), None), WAIT)
         .await
         .expect("history");
-    let ServerFrame::History { events, has_more, .. } = after else { unreachable!() };
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9, 10, 11]);
+    let ServerFrame::History {
+        events, has_more, ..
+    } = after
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![9, 10, 11]
+    );
     assert!(!has_more);
     let deleted = a
         .request(build::history(&p.room.id, Some(5), None, Some(1)), WAIT)
         .await
         .expect("history");
-    let ServerFrame::History { events, .. } = deleted else { unreachable!() };
-    assert_eq!((events[0].seq, events[0].deleted, events[0].body.as_deref()), (4, true, None));
+    let ServerFrame::History { events, .. } = deleted else {
+        unreachable!()
+    };
+    assert_eq!(
+        (events[0].seq, events[0].deleted, events[0].body.as_deref()),
+        (4, true, None)
+    );
     app.stop().await;
 }
 
@@ -233,15 +257,23 @@ async fn a_history_request_is_refused_as_the_http_call_is() {
         (None, None, Some(101)),
     ] {
         let (code, _) = refused(&mut a, build::history(&p.room.id, before, after, limit)).await;
-        assert_eq!(code, ErrorCode::BadRequest, "{before:?} {after:?} {limit:?}");
+        assert_eq!(
+            code,
+            ErrorCode::BadRequest,
+            "{before:?} {after:?} {limit:?}"
+        );
     }
     assert_eq!(
-        refused(&mut c, build::history(&p.room.id, None, None, None)).await.0,
+        refused(&mut c, build::history(&p.room.id, None, None, None))
+            .await
+            .0,
         ErrorCode::Forbidden
     );
     for id in [private.id.as_str(), "r_nope"] {
         assert_eq!(
-            refused(&mut c, build::history(id, None, None, None)).await.0,
+            refused(&mut c, build::history(id, None, None, None))
+                .await
+                .0,
             ErrorCode::NotFound
         );
     }
