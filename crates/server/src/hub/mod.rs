@@ -60,10 +60,13 @@ struct RoomEntry {
 impl Hub {
     /// A hub over this bus and store.
     pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, reorder_wait_ms: u64) -> Self {
+        let subs = Subscriptions::start(bus);
+        // Presence changes concern every node that might have a session sharing a room.
+        subs.subscribe(bus_msg::PRESENCE_TOPIC.to_owned());
         Hub(Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             store,
-            subs: Subscriptions::start(bus),
+            subs,
             reorder_wait: Duration::from_millis(reorder_wait_ms),
         }))
     }

@@ -247,7 +247,6 @@ async fn a_presence_request_lists_the_members_with_a_live_session() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: unasked presence events are never delivered: actions::announce_presence publishes on the `presence` bus topic, which no node subscribes to (hub/ never subscribes bus_msg::PRESENCE_TOPIC)"]
 async fn members_of_a_shared_room_are_told_when_a_user_comes_online_and_goes_offline() {
     let app = spawn_app().await;
     let p = pair(&app).await;
@@ -293,7 +292,6 @@ async fn members_of_a_shared_room_are_told_when_a_user_comes_online_and_goes_off
 }
 
 #[tokio::test]
-#[ignore = "server bug: unasked presence events are never delivered: actions::announce_presence publishes on the `presence` bus topic, which no node subscribes to (hub/ never subscribes bus_msg::PRESENCE_TOPIC)"]
 async fn a_users_own_sessions_get_no_presence_events_about_that_user() {
     let app = spawn_app().await;
     let p = pair(&app).await;
