@@ -133,6 +133,15 @@ pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn S
     )))
 }
 
+/// Creates or upgrades the schema of the store a URL names (every shard of a PostgreSQL list),
+/// then closes it: what `connect` does first, for running it before any node starts. Safe to
+/// run while nodes start or run.
+pub async fn migrate(url: &str, options: &StoreOptions) -> StoreResult<()> {
+    let store = connect(url, options).await?;
+    store.close().await;
+    Ok(())
+}
+
 /// Settings shared by the back ends.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -1,8 +1,8 @@
-//! One batch, one transaction: create missing DM rooms, lock the batch's rooms in id order,
+//! One batch, one transaction (begun by the writer): create missing DM rooms, lock the batch's rooms in id order,
 //! read the facts once, decide every command in memory (`apply`), then write each kind of row
 //! with one multi-row statement and commit. About ten round trips whatever the batch's size.
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgConnection;
 
 use super::apply::{Needs, Op, Outcome, View, Writes};
 use super::rows::{EventRow, RoomRow, TargetRow, event_columns, room_columns, signed, unsigned};
@@ -15,18 +15,18 @@ pub(super) struct Committed {
     pub(super) event_statements: u64,
 }
 
-/// Runs `ops` in one transaction. `Err` means nothing was committed (as far as this node can
-/// tell); every command of the batch then answers `Unavailable`.
-pub(super) async fn commit(pool: &PgPool, ops: &[&Op], now: i64) -> StoreResult<Committed> {
+/// Runs `ops` in the transaction open on `tx` and commits it. `Err` means nothing was
+/// committed (as far as this node can tell); every command of the batch then answers
+/// `Unavailable`, and the caller closes the connection, which ends the transaction.
+pub(super) async fn commit(tx: &mut PgConnection, ops: &[&Op], now: i64) -> StoreResult<Committed> {
     let needs = Needs::of(ops);
-    let mut tx = pool.begin().await?;
-    create_dm_rooms(&mut tx, &needs, now).await?;
-    let mut view = read_facts(&mut tx, &needs, now).await?;
+    create_dm_rooms(tx, &needs, now).await?;
+    let mut view = read_facts(tx, &needs, now).await?;
     let outcomes: Vec<_> = ops.iter().map(|op| view.apply(op)).collect();
     let writes = view.into_writes();
     let events = writes.events.len() as u64;
-    let event_statements = write(&mut tx, writes).await?;
-    tx.commit().await?;
+    let event_statements = write(tx, writes).await?;
+    sqlx::query("COMMIT").execute(&mut *tx).await?;
     Ok(Committed {
         outcomes,
         events,
@@ -36,11 +36,7 @@ pub(super) async fn commit(pool: &PgPool, ops: &[&Op], now: i64) -> StoreResult<
 
 /// Inserts the rows of DMs whose room does not exist yet (ids sorted, so two nodes creating
 /// the same DMs wait for each other in one order).
-async fn create_dm_rooms(
-    tx: &mut Transaction<'static, Postgres>,
-    needs: &Needs,
-    now: i64,
-) -> StoreResult<()> {
+async fn create_dm_rooms(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResult<()> {
     if needs.dm_rooms.is_empty() {
         return Ok(());
     }
@@ -67,7 +63,7 @@ async fn create_dm_rooms(
     .bind(keys)
     .bind(owners)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -75,11 +71,7 @@ async fn create_dm_rooms(
 /// Locks the batch's rooms (in id order: no deadlock between nodes) and reads what the rules
 /// need. Every writer locks a room's row before it touches the room's members or events, so
 /// what is read here stays true until the commit.
-async fn read_facts(
-    tx: &mut Transaction<'static, Postgres>,
-    needs: &Needs,
-    now: i64,
-) -> StoreResult<View> {
+async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResult<View> {
     let mut rooms = Vec::new();
     if !needs.rooms.is_empty() {
         let rows: Vec<RoomRow> = sqlx::query_as(concat!(
@@ -88,7 +80,7 @@ async fn read_facts(
             " FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE"
         ))
         .bind(&needs.rooms)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for row in rows {
             rooms.push(row.into_info(None)?);
@@ -103,7 +95,7 @@ async fn read_facts(
         )
         .bind(room_ids)
         .bind(user_ids)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for (room, user, seq) in rows {
             members.push((room, user, unsigned(seq, "a read marker")?));
@@ -118,7 +110,7 @@ async fn read_facts(
         )
         .bind(room_ids)
         .bind(seqs)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for row in rows {
             let key = (row.room_id.clone(), unsigned(row.seq, "a seq")?);
@@ -143,7 +135,7 @@ async fn read_facts(
         .bind(room_ids)
         .bind(from_ids)
         .bind(clients)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for row in rows {
             client_ids.push(row.into_event()?);
@@ -154,7 +146,7 @@ async fn read_facts(
 
 /// Writes what the batch decided, one statement per kind of row. Returns how many statements
 /// inserted events (one, or none).
-async fn write(tx: &mut Transaction<'static, Postgres>, writes: Writes) -> StoreResult<u64> {
+async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
     insert_rooms(tx, &writes).await?;
     if !writes.room_counts.is_empty() {
         let (mut ids, mut counts, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
@@ -171,7 +163,7 @@ async fn write(tx: &mut Transaction<'static, Postgres>, writes: Writes) -> Store
         .bind(ids)
         .bind(counts)
         .bind(seqs)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     write_members(tx, &writes).await?;
@@ -195,14 +187,14 @@ async fn write(tx: &mut Transaction<'static, Postgres>, writes: Writes) -> Store
             sqlx::query(sql)
                 .bind(&room_ids)
                 .bind(&seqs)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
     }
     Ok(statements)
 }
 
-async fn insert_rooms(tx: &mut Transaction<'static, Postgres>, writes: &Writes) -> StoreResult<()> {
+async fn insert_rooms(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()> {
     if writes.new_rooms.is_empty() {
         return Ok(());
     }
@@ -239,15 +231,12 @@ async fn insert_rooms(tx: &mut Transaction<'static, Postgres>, writes: &Writes) 
     .bind(created)
     .bind(counts)
     .bind(seqs)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-async fn write_members(
-    tx: &mut Transaction<'static, Postgres>,
-    writes: &Writes,
-) -> StoreResult<()> {
+async fn write_members(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()> {
     if !writes.member_deletes.is_empty() {
         let (room_ids, user_ids): (Vec<_>, Vec<_>) = writes
             .member_deletes
@@ -260,7 +249,7 @@ async fn write_members(
         )
         .bind(room_ids)
         .bind(user_ids)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     if !writes.member_inserts.is_empty() {
@@ -281,7 +270,7 @@ async fn write_members(
         .bind(user_ids)
         .bind(names)
         .bind(seqs)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     if !writes.member_updates.is_empty() {
@@ -301,17 +290,14 @@ async fn write_members(
         .bind(room_ids)
         .bind(user_ids)
         .bind(seqs)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
 
 /// Every new event of the batch in one `INSERT … SELECT FROM UNNEST`.
-async fn insert_events(
-    tx: &mut Transaction<'static, Postgres>,
-    writes: &Writes,
-) -> StoreResult<()> {
+async fn insert_events(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()> {
     let n = writes.events.len();
     let mut text: [Vec<&str>; 4] = Default::default();
     let mut optional: [Vec<Option<&str>>; 4] = Default::default();
@@ -358,7 +344,7 @@ async fn insert_events(
     .bind(deleted)
     .bind(ts)
     .bind(client_ids)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! of the batch answers `Unavailable`: an `Ok` always means committed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{Op, Outcome, mismatch};
@@ -15,6 +16,10 @@ use crate::{Appended, Change, StoreError, StoreResult};
 /// Longest a batch may take before its commands answer `Unavailable` (the server's own
 /// statement timeout normally ends it first).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The writer keeps its connection between batches that follow each other this closely, and
+/// otherwise gives it back and takes a freshly checked one for the next batch.
+const KEEP_CONNECTION: Duration = Duration::from_secs(5);
 
 /// Where a write's answer goes, typed by what the caller awaits.
 pub(super) enum Reply {
@@ -79,6 +84,7 @@ pub(super) async fn run(
     counters: std::sync::Arc<Counters>,
 ) {
     let mut done = None;
+    let mut conn = Held::default();
     while done.is_none() {
         let Some(first) = commands.recv().await else {
             break;
@@ -94,7 +100,7 @@ pub(super) async fn run(
                 next = commands.try_recv().ok();
             }
         }
-        run_batch(&pool, batch, &counters).await;
+        run_batch(&pool, &mut conn, batch, &counters).await;
     }
     // What is still queued is refused: its callers get "closed".
     commands.close();
@@ -112,16 +118,65 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The writer's connection while batches keep coming.
+#[derive(Default)]
+struct Held {
+    conn: Option<PoolConnection<Postgres>>,
+    last_used: Option<Instant>,
+}
+
+impl Held {
+    /// A connection with a transaction begun on it: the one held if it was used recently
+    /// and still answers, else a new one from the pool. A failed `BEGIN` has done nothing,
+    /// so taking another connection then is safe.
+    async fn begin(&mut self, pool: &PgPool) -> StoreResult<&mut PoolConnection<Postgres>> {
+        if self.last_used.is_none_or(|t| t.elapsed() > KEEP_CONNECTION) {
+            self.conn = None;
+        }
+        self.last_used = Some(Instant::now());
+        if let Some(mut conn) = self.conn.take() {
+            match sqlx::query("BEGIN").execute(&mut *conn).await {
+                Ok(_) => return Ok(self.conn.insert(conn)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "the held connection failed; taking another");
+                    conn.close_on_drop();
+                }
+            }
+        }
+        let mut conn = pool.acquire().await?;
+        if let Err(e) = sqlx::query("BEGIN").execute(&mut *conn).await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Closes the connection after a failure: its state is unknown, and closing it ends
+    /// its transaction.
+    fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
 /// Commits one batch and answers its commands.
-async fn run_batch(pool: &PgPool, batch: Vec<(Op, Reply)>, counters: &Counters) {
+async fn run_batch(pool: &PgPool, held: &mut Held, batch: Vec<(Op, Reply)>, counters: &Counters) {
     if batch.is_empty() {
         return;
     }
     let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
     let refs: Vec<&Op> = ops.iter().collect();
-    let result = tokio::time::timeout(BATCH_TIMEOUT, batch::commit(pool, &refs, now_ms()))
+    let attempt = async {
+        let tx = held.begin(pool).await?;
+        batch::commit(tx, &refs, now_ms()).await
+    };
+    let result = tokio::time::timeout(BATCH_TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch timed out".into())));
+    if result.is_err() {
+        held.discard();
+    }
     match result {
         Ok(committed) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);

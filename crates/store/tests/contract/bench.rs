@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use confab_domain::text::{RoomName, UserName};
 use confab_protocol::Visibility;
+use confab_store::postgres::PgStore;
 use confab_store::{Store, StoreOptions};
 use tokio::task::JoinSet;
 
@@ -96,12 +97,19 @@ async fn throughput_of_group_committed_appends_on_postgres() {
             return;
         }
         let dbs = Databases::create(shards).await;
-        let store = confab_store::connect(&dbs.url_list(), &StoreOptions::default())
-            .await
-            .expect("connects");
-        report(
-            &format!("postgres, {shards} shard(s)"),
-            measure(store).await,
+        let store = Arc::new(
+            PgStore::connect(&dbs.urls(), &StoreOptions::default())
+                .await
+                .expect("connects"),
+        );
+        let rate = measure(store.clone()).await;
+        report(&format!("postgres, {shards} shard(s)"), rate);
+        let stats = store.writer_stats();
+        let _ = writeln!(
+            std::io::stderr(),
+            "  {} commits, {:.1} writes per commit",
+            stats.commits,
+            stats.writes as f64 / stats.commits.max(1) as f64
         );
     }
 }

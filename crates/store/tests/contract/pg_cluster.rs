@@ -243,3 +243,21 @@ async fn concurrent_appends_commit_in_few_transactions_each_with_one_multi_row_i
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn migrating_ahead_of_start_up_is_idempotent_and_leaves_a_store_that_opens() {
+    let Some(dbs) = databases(2, "migrating_ahead_of_start_up…").await else {
+        return;
+    };
+    let options = StoreOptions::default();
+    confab_store::migrate(&dbs.url_list(), &options)
+        .await
+        .expect("migrated");
+    confab_store::migrate(&dbs.url_list(), &options)
+        .await
+        .expect("migrated again");
+    let store = node(&dbs.urls()).await;
+    let ada = user(&store, "ada").await;
+    room(&store, &ada, "general").await;
+    store.close().await;
+}
