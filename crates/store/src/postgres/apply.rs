@@ -5,177 +5,21 @@
 use std::collections::HashMap;
 
 use confab_domain::RuleError;
-use confab_domain::rules::{
-    TargetFacts, advance_read, may_add, may_delete, may_edit, may_join, may_leave, may_react,
-    may_remove, may_use,
-};
-use confab_protocol::{Event, EventKind, Room, UserRef, Visibility};
+use confab_domain::rules::{TargetFacts, advance_read, may_delete, may_edit, may_react, may_use};
+use confab_protocol::{Event, EventKind, Room, UserRef};
 
+use super::ops::{Op, Outcome};
 use super::rows::facts;
-use crate::{Append, Appended, Change, RoomInfo, StoreError, StoreResult};
+use crate::{Append, Appended, Change, RoomInfo, StoreResult};
 
-const NO_ROOM: RuleError = RuleError::NotFound("no such room");
-const NO_USER: RuleError = RuleError::NotFound("no such user");
-
-/// One write to a shard, as its writer receives it.
-#[derive(Debug, Clone)]
-pub(super) enum Op {
-    CreateRoom {
-        room_id: String,
-        owner: UserRef,
-        name: String,
-        visibility: Visibility,
-    },
-    /// Opens the DM `room_id` (whose key the directory has already given it), creating the
-    /// room if it does not exist yet and joining whichever of the two is not a member.
-    OpenDm {
-        room_id: String,
-        dm_key: String,
-        a: UserRef,
-        b: UserRef,
-    },
-    Join {
-        room_id: String,
-        user: UserRef,
-    },
-    Leave {
-        room_id: String,
-        user: UserRef,
-    },
-    AddMember {
-        room_id: String,
-        actor: UserRef,
-        target: UserRef,
-        /// Whether the directory knows the target (users are never deleted).
-        target_exists: bool,
-    },
-    RemoveMember {
-        room_id: String,
-        actor: UserRef,
-        target: UserRef,
-    },
-    Append {
-        room_id: String,
-        user: UserRef,
-        append: Append,
-    },
-    SetRead {
-        room_id: String,
-        user_id: String,
-        seq: u64,
-    },
-}
-
-/// What a write answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Outcome {
-    Change(Change),
-    Appended(Appended),
-    Read(Option<u64>),
-}
-
-/// The facts a batch reads before it decides: which rooms, which memberships, which events.
-#[derive(Debug, Default)]
-pub(super) struct Needs {
-    /// Rooms to lock, sorted and without repeats once `finish`ed.
-    pub(super) rooms: Vec<String>,
-    /// DM rooms that may have to be created first: (id, key, name, owner).
-    pub(super) dm_rooms: Vec<(String, String, String, String)>,
-    pub(super) members: Vec<(String, String)>,
-    pub(super) targets: Vec<(String, i64)>,
-    pub(super) client_ids: Vec<(String, String, String)>,
-}
-
-impl Needs {
-    pub(super) fn of(ops: &[&Op]) -> Needs {
-        let mut needs = Needs::default();
-        for op in ops {
-            needs.add(op);
-        }
-        needs.rooms.sort_unstable();
-        needs.rooms.dedup();
-        needs.dm_rooms.sort_unstable();
-        needs.dm_rooms.dedup_by(|x, y| x.0 == y.0);
-        needs.members.sort_unstable();
-        needs.members.dedup();
-        needs
-    }
-
-    fn member(&mut self, room_id: &str, user_id: &str) {
-        self.members.push((room_id.to_owned(), user_id.to_owned()));
-    }
-
-    fn add(&mut self, op: &Op) {
-        match op {
-            Op::CreateRoom { .. } => {}
-            Op::OpenDm {
-                room_id,
-                dm_key,
-                a,
-                b,
-            } => {
-                let name = format!("{}, {}", a.name, b.name);
-                self.dm_rooms
-                    .push((room_id.clone(), dm_key.clone(), name, a.id.clone()));
-                self.rooms.push(room_id.clone());
-                self.member(room_id, &a.id);
-                self.member(room_id, &b.id);
-            }
-            Op::Join { room_id, user } | Op::Leave { room_id, user } => {
-                self.rooms.push(room_id.clone());
-                self.member(room_id, &user.id);
-            }
-            Op::AddMember {
-                room_id,
-                actor,
-                target,
-                ..
-            }
-            | Op::RemoveMember {
-                room_id,
-                actor,
-                target,
-            } => {
-                self.rooms.push(room_id.clone());
-                self.member(room_id, &actor.id);
-                self.member(room_id, &target.id);
-            }
-            Op::Append {
-                room_id,
-                user,
-                append,
-            } => {
-                self.rooms.push(room_id.clone());
-                self.member(room_id, &user.id);
-                match append {
-                    Append::Text { client_id, .. } => {
-                        self.client_ids
-                            .push((room_id.clone(), user.id.clone(), client_id.clone()))
-                    }
-                    Append::Edit { target, .. }
-                    | Append::Delete { target }
-                    | Append::React { target, .. } => {
-                        if let Ok(seq) = i64::try_from(*target) {
-                            self.targets.push((room_id.clone(), seq));
-                        }
-                    }
-                }
-            }
-            Op::SetRead {
-                room_id, user_id, ..
-            } => {
-                self.rooms.push(room_id.clone());
-                self.member(room_id, user_id);
-            }
-        }
-    }
-}
+pub(super) const NO_ROOM: RuleError = RuleError::NotFound("no such room");
+pub(super) const NO_USER: RuleError = RuleError::NotFound("no such user");
 
 /// A room as the batch sees it.
-struct RoomState {
-    info: RoomInfo,
+pub(super) struct RoomState {
+    pub(super) info: RoomInfo,
     /// (member_count, last_seq) as stored before the batch; `None` for a room it creates.
-    stored: Option<(u64, u64)>,
+    pub(super) stored: Option<(u64, u64)>,
 }
 
 /// A membership as the batch sees it.
@@ -206,8 +50,8 @@ pub(super) struct Writes {
 
 /// The batch's view of its rooms, changed as each command is applied.
 pub(super) struct View {
-    now: i64,
-    rooms: HashMap<String, RoomState>,
+    pub(super) now: i64,
+    pub(super) rooms: HashMap<String, RoomState>,
     members: HashMap<(String, String), MemberState>,
     targets: HashMap<(String, u64), TargetFacts>,
     client_ids: HashMap<(String, String, String), Event>,
@@ -305,113 +149,6 @@ impl View {
         }
     }
 
-    fn create_room(
-        &mut self,
-        room_id: &str,
-        owner: &UserRef,
-        name: &str,
-        visibility: Visibility,
-    ) -> StoreResult<Change> {
-        let info = RoomInfo {
-            room: Room {
-                id: room_id.to_owned(),
-                name: name.to_owned(),
-                visibility,
-                owner: owner.id.clone(),
-                created_ts: self.now,
-                member_count: 0,
-                last_seq: 0,
-                read_seq: None,
-            },
-            dm: false,
-        };
-        let state = RoomState { info, stored: None };
-        self.rooms.insert(room_id.to_owned(), state);
-        let join = self.membership_event(room_id, EventKind::Join, owner, None)?;
-        self.enter(room_id, owner, join.seq);
-        self.changed(room_id, Some(join.seq), vec![join])
-    }
-
-    fn open_dm(&mut self, room_id: &str, a: &UserRef, b: &UserRef) -> StoreResult<Change> {
-        // The room row exists: the batch created it, if missing, before reading.
-        self.room(room_id)?;
-        let mut events = Vec::new();
-        for user in [a, b] {
-            if self.marker(room_id, &user.id).is_none() {
-                let join = self.membership_event(room_id, EventKind::Join, user, None)?;
-                self.enter(room_id, user, join.seq);
-                events.push(join);
-            }
-        }
-        let marker = self.marker(room_id, &a.id);
-        self.changed(room_id, marker, events)
-    }
-
-    fn join(&mut self, room_id: &str, user: &UserRef) -> StoreResult<Change> {
-        let info = self.room(room_id)?;
-        let marker = self.marker(room_id, &user.id);
-        if !may_join(&facts(&info), marker.is_some())? {
-            return Ok(unchanged(info, marker));
-        }
-        let join = self.membership_event(room_id, EventKind::Join, user, None)?;
-        self.enter(room_id, user, join.seq);
-        self.changed(room_id, Some(join.seq), vec![join])
-    }
-
-    fn leave(&mut self, room_id: &str, user: &UserRef) -> StoreResult<Change> {
-        let info = self.room(room_id)?;
-        let marker = self.marker(room_id, &user.id);
-        may_leave(&facts(&info), &user.id, marker.is_some())?;
-        let leave = self.membership_event(room_id, EventKind::Leave, user, None)?;
-        self.exit(room_id, &user.id);
-        self.changed(room_id, marker, vec![leave])
-    }
-
-    fn add_member(
-        &mut self,
-        room_id: &str,
-        actor: &UserRef,
-        target: &UserRef,
-        target_exists: bool,
-    ) -> StoreResult<Change> {
-        let info = self.room(room_id)?;
-        let actor_marker = self.marker(room_id, &actor.id);
-        let marker = self.marker(room_id, &target.id);
-        let facts = facts(&info);
-        if !may_add(&facts, &actor.id, actor_marker.is_some(), marker.is_some())? {
-            return Ok(unchanged(info, marker));
-        }
-        if !target_exists {
-            return Err(NO_USER.into());
-        }
-        let join = self.membership_event(room_id, EventKind::Join, target, Some(actor))?;
-        self.enter(room_id, target, join.seq);
-        self.changed(room_id, Some(join.seq), vec![join])
-    }
-
-    fn remove_member(
-        &mut self,
-        room_id: &str,
-        actor: &UserRef,
-        target: &UserRef,
-    ) -> StoreResult<Change> {
-        let info = self.room(room_id)?;
-        let actor_marker = self.marker(room_id, &actor.id);
-        let marker = self.marker(room_id, &target.id);
-        may_remove(
-            &facts(&info),
-            &actor.id,
-            actor_marker.is_some(),
-            &target.id,
-            marker.is_some(),
-        )?;
-        // Removing oneself is leaving, which names no `by`.
-        let by = (target.id != actor.id).then_some(actor);
-        let leave = self.membership_event(room_id, EventKind::Leave, target, by)?;
-        self.exit(room_id, &target.id);
-        self.changed(room_id, marker, vec![leave])
-    }
-
     fn append(&mut self, room_id: &str, user: &UserRef, append: &Append) -> StoreResult<Appended> {
         let info = self.room(room_id)?;
         may_use(&facts(&info), self.marker(room_id, &user.id).is_some())?;
@@ -462,7 +199,7 @@ impl View {
     }
 
     /// The room as it is now in the batch.
-    fn room(&self, room_id: &str) -> StoreResult<RoomInfo> {
+    pub(super) fn room(&self, room_id: &str) -> StoreResult<RoomInfo> {
         self.rooms
             .get(room_id)
             .map(|r| r.info.clone())
@@ -470,7 +207,7 @@ impl View {
     }
 
     /// A member's read marker now; `None` for a non-member.
-    fn marker(&self, room_id: &str, user_id: &str) -> Option<u64> {
+    pub(super) fn marker(&self, room_id: &str, user_id: &str) -> Option<u64> {
         self.members
             .get(&key(room_id, user_id))
             .and_then(|m| m.current)
@@ -481,7 +218,7 @@ impl View {
     }
 
     /// Makes `user` a member whose marker starts at their join.
-    fn enter(&mut self, room_id: &str, user: &UserRef, join_seq: u64) {
+    pub(super) fn enter(&mut self, room_id: &str, user: &UserRef, join_seq: u64) {
         let member = self
             .members
             .entry(key(room_id, &user.id))
@@ -497,7 +234,7 @@ impl View {
         }
     }
 
-    fn exit(&mut self, room_id: &str, user_id: &str) {
+    pub(super) fn exit(&mut self, room_id: &str, user_id: &str) {
         if let Some(member) = self.members.get_mut(&key(room_id, user_id))
             && member.current.take().is_some()
             && let Some(room) = self.rooms.get_mut(room_id)
@@ -525,7 +262,7 @@ impl View {
         self.erased.push((room_id.to_owned(), target));
     }
 
-    fn membership_event(
+    pub(super) fn membership_event(
         &mut self,
         room_id: &str,
         kind: EventKind,
@@ -577,7 +314,7 @@ impl View {
     }
 
     /// A change that wrote `events`: the room as it is now, with the affected member's marker.
-    fn changed(
+    pub(super) fn changed(
         &self,
         room_id: &str,
         read_seq: Option<u64>,
@@ -628,20 +365,4 @@ impl View {
 
 fn key(room_id: &str, user_id: &str) -> (String, String) {
     (room_id.to_owned(), user_id.to_owned())
-}
-
-/// A change that wrote nothing: the room as it is, with the affected member's marker.
-fn unchanged(info: RoomInfo, read_seq: Option<u64>) -> Change {
-    Change {
-        room: Room {
-            read_seq,
-            ..info.room
-        },
-        events: Vec::new(),
-    }
-}
-
-/// Turns an answer into the shape a caller awaits; a mismatch is a bug in the writer.
-pub(super) fn mismatch() -> StoreError {
-    StoreError::Corrupt("the writer answered a command with the wrong kind of result".into())
 }

@@ -4,7 +4,8 @@
 use confab_domain::RuleError;
 use confab_protocol::{EventKind, Room, UserRef, Visibility};
 
-use super::apply::{Needs, Op, Outcome, View};
+use super::apply::View;
+use super::ops::{Needs, Op, Outcome};
 use crate::{Append, RoomInfo, StoreError};
 
 fn user(id: &str) -> UserRef {

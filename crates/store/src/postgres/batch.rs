@@ -4,7 +4,8 @@
 
 use sqlx::PgConnection;
 
-use super::apply::{Needs, Op, Outcome, View, Writes};
+use super::apply::{View, Writes};
+use super::ops::{Needs, Op, Outcome};
 use super::rows::{EventRow, RoomRow, TargetRow, event_columns, room_columns, signed, unsigned};
 use crate::{StoreError, StoreResult};
 

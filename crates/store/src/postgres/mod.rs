@@ -31,17 +31,19 @@
 //! as one transaction (`batch`): create missing DM rooms, lock the batch's room rows in id
 //! order (`FOR UPDATE`: nodes serialize per room, without deadlocks), read members, targets
 //! and stored client ids in one query each, decide every command in memory against those facts
-//! as earlier commands change them (`apply`: a refused command changes nothing and fails
+//! as earlier commands change them (`ops`, `apply`: a refused command changes nothing and fails
 //! alone), then write each kind of row with one `UNNEST` statement (all the batch's events in
 //! one insert) and the rooms' new `last_seq` in one update. Since every writer locks a room
 //! before it reads or writes the room's members or events, seqs are contiguous across nodes.
 //! If the transaction fails, every command of the batch answers `Unavailable`.
 
 mod apply;
+mod apply_membership;
 #[cfg(test)]
 mod apply_tests;
 mod batch;
 mod directory;
+mod ops;
 mod read;
 mod rows;
 mod schema;
@@ -56,17 +58,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use confab_domain::RuleError;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::{StoreError, StoreOptions, StoreResult};
-use apply::Op;
+use ops::Op;
 use writer::{Command, Counters, Reply};
 
-const NO_ROOM: RuleError = RuleError::NotFound("no such room");
-const NO_USER: RuleError = RuleError::NotFound("no such user");
+use apply::{NO_ROOM, NO_USER};
 
 /// Most (user, shard) pairs a node remembers as already in `user_shards`.
 const NOTED_CAP: usize = 100_000;

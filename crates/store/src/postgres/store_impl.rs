@@ -7,7 +7,7 @@ use confab_domain::text::{RoomName, UserName};
 use confab_protocol::{Room, UserRef, Visibility};
 use futures_util::future::try_join_all;
 
-use super::apply::Op;
+use super::ops::Op;
 use super::writer::Reply;
 use super::{NO_USER, PgStore, directory, now_ms, read, shard};
 use crate::{

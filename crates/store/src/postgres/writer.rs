@@ -9,8 +9,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{Op, Outcome, mismatch};
 use super::batch::{self, failure_cause};
+use super::ops::{Op, Outcome, mismatch};
 use crate::{Appended, Change, StoreError, StoreResult};
 
 /// Longest a batch may take before its commands answer `Unavailable` (the server's own
