@@ -18,7 +18,9 @@
 //! - `user_shards` is written before any shard transaction that may make the user a member
 //!   (create, join, add, DM) and is never deleted. It is therefore always a superset; a crash
 //!   between the two leaves only an extra shard for `rooms_of` to ask, and `rooms_of` reads
-//!   the memberships themselves from those shards, so it is exact.
+//!   the memberships themselves from those shards, so it is exact. (A per-room index would
+//!   have to be removed on leave, and that removal, racing a re-join through another node,
+//!   could drop a real membership; an index that only grows has no such race.)
 //! - `dms` gives a DM key its room id before the room exists (`INSERT … ON CONFLICT DO
 //!   NOTHING`, then read the winner), so a key has one room across all shards. The room row is
 //!   created, if missing, inside the shard transaction that writes the joins, so a crash after
@@ -36,6 +38,13 @@
 //! one insert) and the rooms' new `last_seq` in one update. Since every writer locks a room
 //! before it reads or writes the room's members or events, seqs are contiguous across nodes.
 //! If the transaction fails, every command of the batch answers `Unavailable`.
+//!
+//! # Failures
+//! Waiting for a connection is bounded (2 s) and so are statements (10 s) and a whole batch
+//! (30 s): an unreachable database answers `Unavailable` within seconds. The writer keeps its
+//! connection while batches follow closely; a `BEGIN` that fails on it (killed while idle) is
+//! retried once on a fresh, checked connection, and any later failure closes the connection,
+//! which rolls the transaction back. When the database is back, the pool reconnects.
 
 mod apply;
 mod apply_membership;
