@@ -23,6 +23,8 @@ enum Command {
     /// Run a chat node (embedded SQLite, in-process bus and cache unless configured otherwise).
     #[command(after_long_help = long_help())]
     Serve(ServeArgs),
+    /// Create or upgrade the store's tables (also done by `serve` at start-up), then exit.
+    Migrate(ServeArgs),
     /// Measure a server under load: fanout, hot-room, idle, connect, storm, append, compare.
     Bench(confab_bench::BenchArgs),
 }
@@ -52,11 +54,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Migrate(args) => migrate(args),
         Command::Bench(args) => confab_bench::main(args),
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The configuration from defaults, the file, the environment and the flags, with logging set up.
+fn configure(args: ServeArgs) -> anyhow::Result<Config> {
     let env = std::env::vars().filter(|(k, _)| k != "CONFAB_CONFIG");
     let mut config = Config::load(args.config.as_deref(), env)?;
     if let Some(listen) = args.listen {
@@ -74,6 +78,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let names = config.ignored_env.join(", ");
         tracing::warn!(%names, "ignoring CONFAB_* environment variables that name no configuration key");
     }
+    Ok(config)
+}
+
+fn migrate(args: ServeArgs) -> anyhow::Result<()> {
+    let config = configure(args)?;
+    if config.store.is_empty() {
+        std::fs::create_dir_all(&config.data_dir)?;
+    }
+    let url = config.store_url();
+    tokio::runtime::Runtime::new()?
+        .block_on(confab_store::migrate(&url, &config.store_options()))?;
+    tracing::info!("store tables are up to date");
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = configure(args)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = App::build(config).await?;

@@ -9,7 +9,6 @@ use anyhow::Context;
 use axum::extract::ws::Utf8Bytes;
 use confab_bus::Delivery;
 use confab_protocol::{CloseCode, ServerFrame};
-use confab_store::StoreOptions;
 use rand::RngExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
@@ -36,11 +35,7 @@ impl App {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
         }
-        let options = StoreOptions {
-            max_batch: config.max_batch,
-            sqlite_synchronous: config.sqlite_synchronous.clone(),
-            ..StoreOptions::default()
-        };
+        let options = config.store_options();
         let store_url = config.store_url();
         let store = confab_store::connect(&store_url, &options)
             .await

@@ -22,6 +22,8 @@ pub struct Config {
     /// empty means SQLite at `<data_dir>/confab.db`. Kept as one comma-separated string.
     #[serde(deserialize_with = "joined")]
     pub store: String,
+    /// Connections per PostgreSQL shard (each node), shared by the shard's writer and reads.
+    pub store_pool: usize,
     /// Bus URL (`memory://`).
     pub bus: String,
     /// Cache URL (`memory://`).
@@ -76,6 +78,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./confab-data"),
             store: String::new(),
+            store_pool: 8,
             bus: "memory://".into(),
             cache: "memory://".into(),
             allowed_origins: Vec::new(),
@@ -96,7 +99,7 @@ impl Default for Config {
             repair_interval_ms: 1000,
             sqlite_synchronous: "full".into(),
             max_batch: 1024,
-            log: "info".into(),
+            log: "info,sqlx=warn".into(),
             ignored_env: Vec::new(),
         }
     }
@@ -170,13 +173,26 @@ impl Config {
         if self.max_body == 0 || self.max_frame < 256 || self.max_http_body < 256 {
             return bad("max_body must be positive; max_frame and max_http_body at least 256");
         }
-        if self.outbox < 16 || self.max_batch == 0 || self.flood_count == 0 {
-            return bad("outbox must be at least 16; max_batch and flood_count positive");
+        if self.outbox < 16 || self.max_batch == 0 || self.flood_count == 0 || self.store_pool == 0
+        {
+            return bad(
+                "outbox must be at least 16; max_batch, flood_count and store_pool positive",
+            );
         }
         if !matches!(self.sqlite_synchronous.as_str(), "full" | "normal") {
             return bad("sqlite_synchronous must be `full` or `normal`");
         }
         Ok(())
+    }
+
+    /// The store's options in effect.
+    pub fn store_options(&self) -> confab_store::StoreOptions {
+        confab_store::StoreOptions {
+            max_batch: self.max_batch,
+            sqlite_synchronous: self.sqlite_synchronous.clone(),
+            pool_size: self.store_pool,
+            ..confab_store::StoreOptions::default()
+        }
     }
 
     /// The store URL in effect.

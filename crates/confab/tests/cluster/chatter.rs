@@ -25,10 +25,11 @@ pub struct Outcome {
     pub unacked: usize,
 }
 
-/// A user who sends to `rooms` in turn every `every` for `send_for`, through `base`.
+/// A user who sends to `rooms` in turn every `every` for `send_for`, connecting to `bases[0]`
+/// first and going round the list on each reconnect.
 pub struct Chatter {
     pub name: String,
-    pub base: String,
+    pub bases: Vec<String>,
     pub token: String,
     pub rooms: Vec<String>,
 }
@@ -53,34 +54,37 @@ impl Chatter {
         let mut first = true;
         let mut next_send = start;
         let mut quiet_since: Option<Instant> = None;
+        let mut attempt = 0usize;
         'connect: while Instant::now() < hard_stop {
             let sync = if first { None } else { Some(last.clone()) };
             let auth = ConnectAuth::Frame {
                 token: self.token.clone(),
                 sync,
             };
-            let mut ws = match tokio::time::timeout(
-                Duration::from_secs(5),
-                WsClient::connect(&self.base, auth),
-            )
-            .await
-            {
-                Ok(Ok((ws, ready))) => {
-                    if first {
-                        for r in ready.rooms {
-                            last.insert(r.id, r.last_seq);
+            let base = &self.bases[attempt % self.bases.len()];
+            attempt += 1;
+            let mut ws =
+                match tokio::time::timeout(Duration::from_secs(5), WsClient::connect(base, auth))
+                    .await
+                {
+                    Ok(Ok((ws, ready))) => {
+                        if first {
+                            for r in ready.rooms {
+                                last.insert(r.id, r.last_seq);
+                            }
+                            first = false;
                         }
-                        first = false;
+                        ws
                     }
-                    ws
-                }
-                _ => {
-                    out.reconnects += 1;
-                    tokio::time::sleep(Duration::from_millis(100 + u64::from(n as u32 % 7) * 50))
+                    _ => {
+                        out.reconnects += 1;
+                        tokio::time::sleep(Duration::from_millis(
+                            100 + u64::from(n as u32 % 7) * 50,
+                        ))
                         .await;
-                    continue;
-                }
-            };
+                        continue;
+                    }
+                };
             // Unacknowledged messages are sent again with the same client_id: never stored twice.
             for (cid, f) in in_flight.iter_mut() {
                 f.sent = Instant::now();

@@ -139,12 +139,12 @@ impl Cluster {
         }
     }
 
-    /// A chatter for user `i`, connecting to `base`.
+    /// A chatter for user `i`, connecting to `base` (and to the load balancer if it is lost).
     pub fn chatter(&self, i: usize, base: &str) -> Chatter {
         let (name, token) = &self.users[i];
         Chatter {
             name: name.clone(),
-            base: base.to_owned(),
+            bases: vec![base.to_owned(), self.lb.base()],
             token: token.clone(),
             rooms: self.rooms.clone(),
         }
@@ -214,6 +214,13 @@ pub async fn check(cluster: &Cluster, live_nodes: &[usize], outcomes: &[Outcome]
         histories.insert(room.clone(), reference);
     }
     for o in outcomes {
+        eprintln!(
+            "{}: {} acked, {} reconnects, {} unavailable",
+            o.name,
+            o.acked.len(),
+            o.reconnects,
+            o.unavailable
+        );
         assert!(
             o.violations.is_empty(),
             "{}: {:?}",

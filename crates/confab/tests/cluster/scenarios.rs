@@ -65,6 +65,10 @@ async fn kill_9_of_a_node_under_load_loses_no_acked_event() {
     for r in runs {
         outcomes.push(r.await.expect("chatter"));
     }
+    assert!(
+        outcomes.iter().map(|o| o.reconnects).sum::<u32>() > 0,
+        "the killed node's clients reconnected"
+    );
     check(&c, &[0, 1], &outcomes).await;
 }
 
