@@ -175,6 +175,7 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
         rss_per_conn: None,
         notes: Default::default(),
         appends_per_s: Some(appended as f64 / secs),
+        delivery_hdr: String::new(),
         delivery_hist: None,
     })
 }

@@ -58,11 +58,18 @@ pub struct CompareArgs {
     pub connect_conns: usize,
     /// capacity: per-sender rates tried in turn on the fanout shape, until one fails
     /// (loss, < 95% of the offered rate delivered, or delivery p99 over 500 ms).
-    #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,160,320")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,20,40,60,80,120,160,240,320"
+    )]
     pub capacity_rates: Vec<f64>,
     /// append: store URLs (`sqlite` is a fresh temporary SQLite file).
     #[arg(long, value_delimiter = ',', default_value = "sqlite")]
     pub stores: Vec<String>,
+    /// Only rewrite the table and plots from `--out-dir`/results.json.
+    #[arg(long)]
+    pub replot: bool,
     /// Options shared by the load scenarios (--duration, --warmup, --size, binaries, ...).
     #[command(flatten)]
     pub common: Common,
@@ -71,6 +78,10 @@ pub struct CompareArgs {
 /// Runs the comparison and writes its files.
 pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out_dir)?;
+    if args.replot {
+        let reports = RunReport::load_all(&args.out_dir.join("results.json"))?;
+        return write_outputs(&reports, &args);
+    }
     let mut reports: Vec<RunReport> = Vec::new();
     for scenario in &args.scenarios {
         if scenario == "append" {
@@ -120,15 +131,19 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let json: Vec<&RunReport> = reports.iter().collect();
     std::fs::write(
         args.out_dir.join("results.json"),
-        serde_json::to_string_pretty(&json)?,
+        serde_json::to_string_pretty(&reports)?,
     )?;
-    let md = table::markdown(&reports);
+    write_outputs(&reports, &args)
+}
+
+/// Writes the table and the plots.
+fn write_outputs(reports: &[RunReport], args: &CompareArgs) -> anyhow::Result<()> {
+    let md = table::markdown(reports);
     std::fs::write(args.out_dir.join("table.md"), &md)?;
     println!("{md}");
-    for (name, res) in table::plots(&reports, &args.out_dir) {
+    for (name, res) in table::plots(reports, &args.out_dir) {
         match res {
             Ok(()) => eprintln!("wrote {}", args.out_dir.join(name).display()),
             Err(e) => eprintln!("plot {name}: {e:#}"),

@@ -18,6 +18,7 @@ pub mod plot;
 pub mod procstat;
 pub mod report;
 pub mod scenarios;
+pub mod sending;
 pub mod setup;
 pub mod sio;
 pub mod spec;

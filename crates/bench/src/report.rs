@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::driver::LoadResult;
 use crate::stats::Latency;
 
 /// The machine a run was measured on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cores: usize,
     /// `/proc/loadavg`'s first three fields when the run ended.
@@ -30,7 +30,7 @@ impl Machine {
 }
 
 /// One scenario against one server.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub scenario: String,
     pub server: String,
@@ -66,8 +66,11 @@ pub struct RunReport {
     pub rss_per_conn: Option<f64>,
     pub notes: BTreeMap<String, u64>,
     /// Store-only runs (`append`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appends_per_s: Option<f64>,
+    /// The delivery-latency histogram (µs), hex-encoded HdrHistogram V2, for re-plotting.
+    #[serde(default)]
+    pub delivery_hdr: String,
     #[serde(skip)]
     pub delivery_hist: Option<Histogram<u64>>,
 }
@@ -132,8 +135,20 @@ impl RunReport {
             rss_per_conn,
             notes: r.merged.notes.clone(),
             appends_per_s: None,
+            delivery_hdr: crate::stats::encode(&r.merged.delivery),
             delivery_hist: Some(r.merged.delivery.clone()),
         }
+    }
+
+    /// Reports saved by `compare` (`results.json`), with their histograms decoded.
+    pub fn load_all(path: &std::path::Path) -> anyhow::Result<Vec<RunReport>> {
+        let mut all: Vec<RunReport> = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        for r in &mut all {
+            if !r.delivery_hdr.is_empty() {
+                r.delivery_hist = Some(crate::stats::decode(&r.delivery_hdr)?);
+            }
+        }
+        Ok(all)
     }
 
     /// The human-readable form.

@@ -216,7 +216,8 @@ impl Merged {
     }
 }
 
-fn encode(h: &Histogram<u64>) -> String {
+/// A histogram as hex-encoded HdrHistogram V2 (empty on failure).
+pub fn encode(h: &Histogram<u64>) -> String {
     let mut buf = Vec::new();
     match V2Serializer::new().serialize(h, &mut buf) {
         Ok(_) => hex::encode(buf),
@@ -224,7 +225,8 @@ fn encode(h: &Histogram<u64>) -> String {
     }
 }
 
-fn decode(s: &str) -> anyhow::Result<Histogram<u64>> {
+/// The histogram of [`encode`]'s output (empty for an empty string).
+pub fn decode(s: &str) -> anyhow::Result<Histogram<u64>> {
     if s.is_empty() {
         return Ok(new_histogram());
     }

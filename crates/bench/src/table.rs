@@ -253,11 +253,58 @@ pub fn markdown(reports: &[RunReport]) -> String {
     s
 }
 
+/// The highest capacity-step rate that every server passed, if any.
+fn common_rate(reports: &[RunReport]) -> Option<f64> {
+    let caps = pick(reports, "capacity");
+    let servers = servers_of(&caps);
+    let rates: Vec<f64> = caps
+        .iter()
+        .filter_map(|r| r.params["rate"].as_f64())
+        .collect();
+    rates
+        .into_iter()
+        .filter(|rate| {
+            servers.iter().all(|s| {
+                caps.iter().any(|r| {
+                    &r.server == s
+                        && r.params["rate"].as_f64() == Some(*rate)
+                        && r.params["pass"] == true
+                })
+            })
+        })
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
+}
+
+/// The plot groups: (label, reports of that group, one per server).
+fn groups(reports: &[RunReport]) -> Vec<(String, Vec<&RunReport>)> {
+    let mut out = Vec::new();
+    for scenario in ["fanout", "hot-room"] {
+        let rs = pick(reports, scenario);
+        if !rs.is_empty() {
+            let offered = rs[0].params["offered_deliveries_per_s"]
+                .as_f64()
+                .unwrap_or(0.0);
+            out.push((format!("{scenario} at {:.0}k/s", offered / 1000.0), rs));
+        }
+    }
+    if let Some(rate) = common_rate(reports) {
+        let rs: Vec<&RunReport> = pick(reports, "capacity")
+            .into_iter()
+            .filter(|r| r.params["rate"].as_f64() == Some(rate))
+            .collect();
+        let offered = rs[0].params["offered_deliveries_per_s"]
+            .as_f64()
+            .unwrap_or(0.0);
+        out.push((format!("fanout at {:.0}k/s", offered / 1000.0), rs));
+    }
+    out
+}
+
 /// Writes the plots; returns each file's name and outcome.
 pub fn plots(reports: &[RunReport], dir: &Path) -> Vec<(String, anyhow::Result<()>)> {
     let mut out = Vec::new();
-    for scenario in ["fanout", "hot-room", "half-load"] {
-        let rs = pick(reports, scenario);
+    let groups = groups(reports);
+    for (i, (label, rs)) in groups.iter().enumerate() {
         let curves: Vec<(String, &hdrhistogram::Histogram<u64>)> = rs
             .iter()
             .filter_map(|r| Some((r.server.clone(), r.delivery_hist.as_ref()?)))
@@ -265,47 +312,44 @@ pub fn plots(reports: &[RunReport], dir: &Path) -> Vec<(String, anyhow::Result<(
         if curves.is_empty() {
             continue;
         }
-        let name = format!("latency-{scenario}.png");
-        let title = format!("{scenario}: delivery latency by percentile");
+        let name = format!(
+            "latency-{}.png",
+            ["fanout", "hot-room", "fanout-high"][i.min(2)]
+        );
+        let title = format!("{label}: delivery latency by percentile");
         out.push((
             name.clone(),
             plot::latency_cdf(&dir.join(&name), &title, &curves),
         ));
     }
-    let groups: Vec<&str> = ["fanout", "hot-room", "half-load"]
-        .into_iter()
-        .filter(|g| !pick(reports, g).is_empty())
-        .collect();
     if !groups.is_empty() {
-        let servers = servers_of(
-            &reports
-                .iter()
-                .filter(|r| groups.contains(&r.scenario.as_str()))
-                .collect::<Vec<_>>(),
-        );
+        let all: Vec<&RunReport> = groups
+            .iter()
+            .flat_map(|(_, rs)| rs.iter().copied())
+            .collect();
+        let servers = servers_of(&all);
         let values: Vec<Vec<Option<f64>>> = groups
             .iter()
-            .map(|g| {
+            .map(|(_, rs)| {
                 servers
                     .iter()
                     .map(|s| {
-                        reports
-                            .iter()
-                            .find(|r| r.scenario == *g && &r.server == s)
+                        rs.iter()
+                            .find(|r| &r.server == s)
                             .and_then(|r| r.cpu_us_per_delivery)
                     })
                     .collect()
             })
             .collect();
+        let labels: Vec<String> = groups.iter().map(|(l, _)| l.clone()).collect();
         let name = "cpu-per-delivery.png".to_string();
-        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
         out.push((
             name.clone(),
             plot::bars(
                 &dir.join(&name),
                 "server CPU per delivered message (lower is better)",
                 "CPU µs per delivery",
-                &groups,
+                &labels,
                 &servers,
                 &values,
             ),

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use confab_client::{SeqViolation, SessionTracker};
 use confab_protocol::{Event, EventKind, UserRef};
@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::link::{self, Closed, Incoming, LinkRx, LinkTx, Opened, Target};
-use crate::spec::{ConnSpec, SendSpec};
+pub use crate::sending::now_ns;
+use crate::sending::{Sender, due_of};
+use crate::spec::ConnSpec;
 use crate::stats::{Kind, Stats};
 
 /// Where the run is, as every connection sees it.
@@ -62,68 +64,24 @@ pub struct Shared {
     pub max_acked: Mutex<HashMap<String, u64>>,
 }
 
-/// Unix time in nanoseconds.
-pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// The tokio instant of a Unix time in nanoseconds.
-fn instant_of(ns: u64) -> Instant {
-    let now = now_ns();
-    Instant::now() + Duration::from_nanos(ns.saturating_sub(now))
-}
-
-/// The body of message `n`: its due time (hex ns) first, padded to `size` bytes.
-pub fn body(due_ns: u64, client_id: &str, size: usize) -> String {
-    let mut b = format!("{due_ns:x} {client_id} ");
-    while b.len() < size {
-        b.push('x');
-    }
-    b
-}
-
-/// The due time a bench body carries.
-pub fn due_of(body: &str) -> Option<u64> {
-    u64::from_str_radix(body.split(' ').next()?, 16).ok()
-}
-
-struct Sender {
-    spec: SendSpec,
-    next: u64,
-    pending: BTreeSet<u64>,
-    retry_at: Option<Instant>,
-}
-
-impl Sender {
-    fn due_ns(&self, t0: u64, n: u64) -> u64 {
-        t0 + self.spec.offset_ns + n * self.spec.interval_ns
-    }
-    fn client_id(&self, run: &str, n: u64) -> String {
-        format!("s{}-{run}-{n}", self.spec.sender)
-    }
-}
-
 /// The local state of one connection.
 pub struct User {
-    shared: Arc<Shared>,
-    spec: ConnSpec,
-    bind: Option<IpAddr>,
-    tracker: SessionTracker,
-    sender: Option<Sender>,
-    lat: Vec<u64>,
-    ack_lat: Vec<u64>,
-    finished: bool,
-    connected: bool,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) spec: ConnSpec,
+    pub(crate) bind: Option<IpAddr>,
+    pub(crate) tracker: SessionTracker,
+    pub(crate) sender: Option<Sender>,
+    pub(crate) lat: Vec<u64>,
+    pub(crate) ack_lat: Vec<u64>,
+    pub(crate) finished: bool,
+    pub(crate) connected: bool,
     /// The schedule's start and the first due time recorded, once the run started.
-    t0: Option<u64>,
-    record_from: Option<u64>,
-    storm: u64,
+    pub(crate) t0: Option<u64>,
+    pub(crate) record_from: Option<u64>,
+    pub(crate) storm: u64,
     /// Each room's seq when this user first connected: an ack at or below it acknowledges an
     /// event older than the run (a reused `client_id`), which the checks must not miss.
-    starts: HashMap<String, u64>,
+    pub(crate) starts: HashMap<String, u64>,
 }
 
 impl User {
@@ -269,67 +227,6 @@ impl User {
         }
     }
 
-    fn next_send_at(&self, phase: &Phase) -> Option<Instant> {
-        let s = self.sender.as_ref()?;
-        let retry = s.retry_at;
-        let due = match phase {
-            Phase::Running { t0_ns, .. } => Some(instant_of(s.due_ns(*t0_ns, s.next))),
-            _ => None,
-        };
-        match (due, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    async fn send_due(&mut self, tx: &mut LinkTx, phase: &Phase) {
-        let Some(t0) = self.t0 else {
-            return;
-        };
-        let now = now_ns();
-        let size = self.shared.size;
-        let Some(s) = self.sender.as_mut() else {
-            return;
-        };
-        let mut batch: Vec<u64> = Vec::new();
-        if s.retry_at.is_some_and(|at| at <= Instant::now()) {
-            s.retry_at = None;
-            batch.extend(s.pending.iter().copied());
-        }
-        if matches!(phase, Phase::Running { .. }) {
-            // Catch up on everything due (bounded, so one burst cannot starve the reader).
-            while s.due_ns(t0, s.next) <= now && batch.len() < 256 {
-                batch.push(s.next);
-                s.pending.insert(s.next);
-                self.shared.unacked.fetch_add(1, Relaxed);
-                s.next += 1;
-            }
-        }
-        for n in batch {
-            let cid = s.client_id(&self.shared.run, n);
-            let b = body(s.due_ns(t0, n), &cid, size);
-            match tx.send(&s.spec.room, &cid, &b).await {
-                Ok(()) => {
-                    self.shared.stats.sent.fetch_add(1, Relaxed);
-                }
-                Err(e) => {
-                    self.shared.stats.note(format!("send: {}", truncate(&e)));
-                    // The reader sees the close and reconnects; pending sends go again then.
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn resend_pending(&mut self, tx: &mut LinkTx, phase: &Phase) {
-        if let Some(s) = self.sender.as_mut()
-            && !s.pending.is_empty()
-        {
-            s.retry_at = Some(Instant::now());
-            self.send_due(tx, phase).await;
-        }
-    }
-
     /// Handles one incoming item; returns `Some(after_ms)` when the connection must be renewed.
     async fn handle(&mut self, i: Incoming, tx: &mut LinkTx) -> Option<u64> {
         let stats = self.shared.stats.clone();
@@ -395,70 +292,6 @@ impl User {
             Err(SeqViolation::Untracked { .. }) => {
                 stats.errors.fetch_add(1, Relaxed);
                 stats.note("event in an untracked room");
-            }
-        }
-    }
-
-    fn acked(&mut self, client_id: Option<String>, room: &str, seq: u64) {
-        let stats = self.shared.stats.clone();
-        stats.acked.fetch_add(1, Relaxed);
-        if self.starts.get(room).is_some_and(|start| seq <= *start) {
-            stats.errors.fetch_add(1, Relaxed);
-            stats.note("ack of an event older than the run (client_id reused?)");
-        }
-        {
-            let mut max = self
-                .shared
-                .max_acked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let e = max.entry(room.to_string()).or_insert(0);
-            *e = (*e).max(seq);
-        }
-        let Some(s) = self.sender.as_mut() else {
-            return;
-        };
-        let Some(n) = client_id
-            .as_deref()
-            .and_then(|c| c.rsplit('-').next()?.parse().ok())
-        else {
-            return;
-        };
-        if s.pending.remove(&n) {
-            self.shared.unacked.fetch_sub(1, Relaxed);
-        }
-        let (Some(t0), Some(from)) = (self.t0, self.record_from) else {
-            return;
-        };
-        let due = s.due_ns(t0, n);
-        if due >= from {
-            self.ack_lat.push(now_ns().saturating_sub(due) / 1000);
-            if self.ack_lat.len() >= 64 {
-                stats.record(Kind::Ack, &self.ack_lat);
-                self.ack_lat.clear();
-            }
-        }
-    }
-
-    fn failed(&mut self, reference: Option<String>, code: &str, retry_after_ms: Option<u64>) {
-        let stats = &self.shared.stats;
-        stats.note(format!("error {code}"));
-        let n = reference
-            .as_deref()
-            .and_then(|c| c.rsplit('-').next()?.parse::<u64>().ok());
-        match (self.sender.as_mut(), n) {
-            (Some(s), Some(n)) if s.pending.contains(&n) => {
-                if matches!(code, "rate_limited" | "unavailable") {
-                    let wait = retry_after_ms.unwrap_or(100).clamp(10, 5000);
-                    s.retry_at = Some(Instant::now() + Duration::from_millis(wait));
-                } else {
-                    s.pending.remove(&n);
-                    self.shared.unacked.fetch_sub(1, Relaxed);
-                    stats.errors.fetch_add(1, Relaxed);
-                }
-            }
-            _ => {
-                stats.errors.fetch_add(1, Relaxed);
             }
         }
     }
@@ -568,7 +401,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(120).collect()
 }
 
@@ -589,18 +422,5 @@ pub fn bare_event(room: String, seq: u64, body: Option<String>) -> Event {
         deleted: false,
         ts: 0,
         client_id: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_carry_their_due_time_and_have_the_asked_size() {
-        let b = body(0xabc_def, "s1-9", 100);
-        assert_eq!(b.len(), 100);
-        assert_eq!(due_of(&b), Some(0xabc_def));
-        assert_eq!(due_of("hello"), None);
     }
 }
