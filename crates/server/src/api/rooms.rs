@@ -176,7 +176,17 @@ pub async fn messages(
     }
     let caller = app.authenticate(token.as_deref()).await?;
     let page = actions::history(&app, &caller.user, &id, before, after, limit).await?;
-    Ok(Json(json!({ "events": page.events, "has_more": page.has_more })).into_response())
+    // A struct, not `json!`, so each event keeps its fields in protocol order.
+    #[derive(serde::Serialize)]
+    struct Events {
+        events: Vec<confab_protocol::Event>,
+        has_more: bool,
+    }
+    Ok(Json(Events {
+        events: page.events,
+        has_more: page.has_more,
+    })
+    .into_response())
 }
 
 /// The body of `POST /v1/rooms/{id}/messages`.
