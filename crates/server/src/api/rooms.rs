@@ -33,6 +33,12 @@ fn number(params: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Ap
     }
 }
 
+/// `{"rooms":[...]}`, each room's fields in protocol order.
+#[derive(serde::Serialize)]
+struct RoomList {
+    rooms: Vec<confab_protocol::Room>,
+}
+
 /// `GET /v1/rooms`
 pub async fn mine(
     State(app): State<AppState>,
@@ -40,7 +46,7 @@ pub async fn mine(
 ) -> Result<Response, ApiError> {
     let caller = app.authenticate(token.as_deref()).await?;
     let rooms = app.store.rooms_of(&caller.user.id).await?;
-    Ok(Json(json!({ "rooms": rooms })).into_response())
+    Ok(Json(RoomList { rooms }).into_response())
 }
 
 /// `GET /v1/rooms/public?q=&limit=`
@@ -60,7 +66,7 @@ pub async fn public(
     }
     app.authenticate(token.as_deref()).await?;
     let rooms = app.store.public_rooms(query, limit as u32).await?;
-    Ok(Json(json!({ "rooms": rooms })).into_response())
+    Ok(Json(RoomList { rooms }).into_response())
 }
 
 /// The body of `POST /v1/rooms`.
