@@ -26,7 +26,7 @@ enum Command {
     /// Create or upgrade the store's tables (also done by `serve` at start-up), then exit.
     Migrate(ServeArgs),
     /// Measure a server under load: fanout, hot-room, idle, connect, storm, append, compare.
-    Bench(confab_bench::BenchArgs),
+    Bench(Box<confab_bench::BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Migrate(args) => migrate(args),
-        Command::Bench(args) => confab_bench::main(args),
+        Command::Bench(args) => confab_bench::main(*args),
     }
 }
 
