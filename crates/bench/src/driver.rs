@@ -348,6 +348,9 @@ impl Coordinator {
                 }
             }
         }
+        // A restarted node is a new process: follow its CPU from now on.
+        self.progress.pid = node.pid();
+        self.progress.last_cpu = self.progress.pid.and_then(procstat::cpu_us);
         // Wait for the drop to show, then for everyone to be back.
         self.pump("storm", Duration::from_millis(600)).await?;
         let deadline = Instant::now() + Duration::from_secs(90);

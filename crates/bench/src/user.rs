@@ -322,15 +322,6 @@ impl User {
                 short += f.saturating_sub(last);
             }
         }
-        if std::env::var_os("CONFAB_BENCH_DEBUG").is_some() {
-            eprintln!(
-                "debug {}: rooms {:?} finals {:?} tracker {:?} short {short}",
-                self.spec.name,
-                self.spec.rooms,
-                finals,
-                self.tracker.sync_map()
-            );
-        }
         if short > 0 {
             self.shared.stats.lost.fetch_add(short, Relaxed);
             self.shared.stats.note("short of the final seq");
