@@ -40,7 +40,7 @@ pub async fn upgrade(
     let max = app.config.max_frame;
     // tungstenite's defaults (128 KiB buffers, 64 MiB messages) would cost ~125 KB per idle
     // connection and let one client make the server buffer without bound.
-    ws.read_buffer_size(4096)
+    ws.read_buffer_size(1024)
         .write_buffer_size(8192)
         .max_write_buffer_size(max.saturating_mul(16).max(1 << 20))
         .max_message_size(max)

@@ -280,7 +280,9 @@ async fn read_loop(
             }
         };
         let reference = request.reference.clone();
-        if let Err(e) = handlers::handle(app, tx, request).await {
+        // Boxed: the handlers' state machines are large, and an idle session should not carry
+        // their size for its whole life (memory per idle connection).
+        if let Err(e) = Box::pin(handlers::handle(app, tx, request)).await {
             reply_error(tx, reference, &e);
             let flood = &app.config;
             if e.code == ErrorCode::RateLimited

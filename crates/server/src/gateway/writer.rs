@@ -145,7 +145,7 @@ impl Writer {
                     return Ok(());
                 }
                 if seq > last + 1 {
-                    self.must_catch_up(&room, Some(seq - 1)).await?;
+                    Box::pin(self.must_catch_up(&room, Some(seq - 1))).await?;
                 }
                 self.send(Message::Text(frame)).await?;
                 self.advance(&room, seq);
@@ -169,12 +169,12 @@ impl Writer {
                     },
                 );
             }
-            Out::CatchUp { room } => self.must_catch_up(&room, None).await?,
+            Out::CatchUp { room } => Box::pin(self.must_catch_up(&room, None)).await?,
             Out::Unsubscribe { room, through } => {
                 if !self.cursors.contains_key(&room) {
                     return Ok(());
                 }
-                self.must_catch_up(&room, Some(through)).await?;
+                Box::pin(self.must_catch_up(&room, Some(through))).await?;
                 self.cursors.remove(&room);
                 self.send(Message::Text(
                     ServerFrame::Removed {
@@ -185,7 +185,8 @@ impl Writer {
                 ))
                 .await?;
             }
-            Out::Sync { reference, rooms } => self.sync(reference, rooms).await?,
+            // Store reads are boxed so an idle writer's future stays small.
+            Out::Sync { reference, rooms } => Box::pin(self.sync(reference, rooms)).await?,
             Out::Close(code) => return Err(Stop::Closed(code)),
         }
         Ok(())
