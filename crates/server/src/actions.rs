@@ -32,11 +32,20 @@ pub enum Write {
 pub async fn register(app: &AppState, name: &str, password: &str) -> Result<UserRef, ApiError> {
     let name = UserName::parse(name)?;
     let password = Password::parse(password)?;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(password.expose()))
+    let hash = app
+        .hasher
+        .run(move || auth::hash_password(password.expose()))
         .await
-        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(busy_hashing)?
         .map_err(|e| ApiError::internal(&e))?;
     Ok(app.store.create_user(&name, &hash).await?)
+}
+
+fn busy_hashing() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "too many sign-ups and log-ins at once; retry shortly",
+    )
 }
 
 /// Checks a name and password and issues a token: `(secret, user, expires_ts)`.
@@ -53,9 +62,11 @@ pub async fn login(
     };
     let phc = record.as_ref().map(|r| r.password_hash.clone());
     let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(phc.as_deref(), &password))
+    let ok = app
+        .hasher
+        .run(move || auth::verify_password(phc.as_deref(), &password))
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .ok_or_else(busy_hashing)?;
     let Some(record) = record.filter(|_| ok) else {
         return Err(wrong());
     };

@@ -60,7 +60,10 @@ impl App {
             node = %node_id,
             "confab node built"
         );
-        let state = Arc::new(State::new(config, store, bus, cache, node_id));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let hasher =
+            crate::auth::Hasher::new(threads, 256).context("cannot start hashing threads")?;
+        let state = Arc::new(State::new(config, store, bus, cache, node_id, hasher));
         Ok(App {
             listener,
             state,

@@ -71,3 +71,72 @@ mod tests {
         assert_ne!(a.hash, a.secret);
     }
 }
+
+/// A fixed pool of threads for password hashing. argon2 uses ~19 MiB per hash and the
+/// allocator keeps that memory with the thread that used it, so hashing on a few threads of
+/// our own (not tokio's up-to-512 blocking threads) bounds what logins can make the node hold.
+pub struct Hasher {
+    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Hasher {
+    /// Starts `threads` hashing threads with a queue of `queue` jobs.
+    pub fn new(threads: usize, queue: usize) -> std::io::Result<Hasher> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(queue);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("confab-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job, not while running it.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(Hasher { jobs })
+    }
+
+    /// Runs `f` on a hashing thread; `None` when the queue is full (a flood of logins).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(Box::new(move || drop(tx.send(f()))))
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+#[cfg(test)]
+mod hasher_tests {
+    use super::Hasher;
+
+    #[tokio::test]
+    async fn jobs_run_on_the_pool_and_a_full_queue_refuses() {
+        let h = std::sync::Arc::new(Hasher::new(1, 1).expect("threads"));
+        assert_eq!(h.run(|| 2 + 2).await, Some(4));
+        let (block_tx, block_rx) = std::sync::mpsc::channel::<()>();
+        let h1 = h.clone();
+        let busy = tokio::spawn(async move { h1.run(move || block_rx.recv().is_ok()).await });
+        // One job runs (blocked), one waits in the queue; a third finds the queue full.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let h2 = h.clone();
+        let queued = tokio::spawn(async move { h2.run(|| 1).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(h.run(|| 0).await, None);
+        block_tx.send(()).expect("unblock");
+        assert_eq!(busy.await.expect("task"), Some(true));
+        assert_eq!(queued.await.expect("task"), Some(1));
+    }
+}

@@ -22,6 +22,8 @@ pub struct State {
     pub cache: Arc<dyn Cache>,
     pub hub: Hub,
     pub node_id: String,
+    /// The threads that hash passwords.
+    pub hasher: auth::Hasher,
     ready: AtomicBool,
 }
 
@@ -43,6 +45,7 @@ impl State {
         bus: Arc<dyn Bus>,
         cache: Arc<dyn Cache>,
         node_id: String,
+        hasher: auth::Hasher,
     ) -> Self {
         let hub = Hub::new(bus.clone(), store.clone(), config.reorder_wait_ms);
         State {
@@ -52,6 +55,7 @@ impl State {
             cache,
             hub,
             node_id,
+            hasher,
             ready: AtomicBool::new(false),
         }
     }
