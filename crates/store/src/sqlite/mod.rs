@@ -1,6 +1,7 @@
 //! SQLite back end: one file in WAL mode, one writer thread that group-commits every write,
 //! and a small pool of read-only connections used from blocking tasks.
 
+mod checkpoint;
 mod membership;
 mod ops;
 mod read;
@@ -32,6 +33,7 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     closed: AtomicBool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     counters: Arc<Counters>,
     /// The directory of a temporary store, deleted with it.
     _temporary: Option<tempfile::TempDir>,
@@ -91,6 +93,7 @@ impl SqliteStore {
             }),
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some(checkpoint::Checkpointer::start(path)?)),
             counters,
             _temporary: None,
         })
@@ -360,6 +363,9 @@ impl Store for SqliteStore {
         self.readers.permits.close();
         if let Ok(mut connections) = self.readers.connections.lock() {
             connections.clear();
+        }
+        if let Some(c) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            let _ = tokio::task::spawn_blocking(move || c.stop()).await;
         }
         let (done, finished) = oneshot::channel();
         if self.commands.send(Command::Shutdown { done }).await.is_ok() {

@@ -100,6 +100,8 @@ pub(super) fn open_writer(path: &Path, synchronous: &str) -> StoreResult<Connect
         )));
     }
     conn.pragma_update(None, "synchronous", synchronous)?;
+    // Checkpoints run on their own connection (checkpoint.rs), never inside the writer's commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     migrate(&conn)?;
     Ok(conn)
 }

@@ -212,6 +212,47 @@ async fn close_folds_the_wal_back_into_the_database() {
 }
 
 #[tokio::test]
+async fn the_wal_is_checkpointed_into_the_database_while_the_store_is_open() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("c.db");
+    let store = SqliteStore::open(&path, &StoreOptions::default())
+        .await
+        .expect("opens");
+    let before = std::fs::metadata(&path).map(|m| m.len()).expect("db file");
+    let ada = store
+        .create_user(&UserName::parse("ada").expect("valid"), "h")
+        .await
+        .expect("user");
+    let room = store
+        .create_room(
+            &ada,
+            &RoomName::parse("r").expect("valid"),
+            Visibility::Public,
+        )
+        .await
+        .expect("room")
+        .room
+        .id;
+    for i in 0..300 {
+        let a = Append::Text {
+            client_id: format!("c{i}"),
+            body: "x".repeat(200),
+        };
+        store.append(&room, &ada, a).await.expect("append");
+    }
+    // The writer never checkpoints; the checkpointer copies the WAL into the file by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::metadata(&path).map(|m| m.len()).expect("db file") <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint while open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}
+
+#[tokio::test]
 async fn a_database_from_a_newer_build_is_refused() {
     let dir = tempfile::tempdir().expect("a directory");
     let path = dir.path().join("v.db");
