@@ -16,9 +16,6 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::state::{AppState, Caller, now_ms};
 
-/// Rooms with more members than this send no presence events.
-pub const PRESENCE_MAX_MEMBERS: u64 = 500;
-
 /// A write a member makes to a room's log.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -422,7 +419,7 @@ pub async fn announce_presence(app: &AppState, user: &UserRef, online: bool) {
     let rooms = match app.store.rooms_of(&user.id).await {
         Ok(rooms) => rooms
             .into_iter()
-            .filter(|r| r.member_count <= PRESENCE_MAX_MEMBERS)
+            .filter(|r| r.member_count <= app.config.presence_max_members)
             .map(|r| r.id)
             .collect(),
         Err(e) => return tracing::warn!(error = %e, "presence not announced"),

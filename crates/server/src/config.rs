@@ -49,6 +49,8 @@ pub struct Config {
     pub flood_count: u32,
     /// The flood window.
     pub flood_window_ms: u64,
+    /// Rooms with more members than this send no presence events (ask with `presence`).
+    pub presence_max_members: u64,
     /// Frames a session may have queued before it is closed as too slow (4009).
     pub outbox: usize,
     /// Lifetime of a login token, in seconds.
@@ -91,6 +93,7 @@ impl Default for Config {
             burst: 20,
             flood_count: 50,
             flood_window_ms: 10_000,
+            presence_max_members: 500,
             outbox: 1024,
             token_ttl_s: 30 * 24 * 3600,
             shutdown_grace_ms: 5_000,

@@ -525,3 +525,35 @@ async fn a_known_path_with_the_wrong_method_is_405_with_a_bad_request_body() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_internal_error_answers_500_internal_and_names_no_internals() {
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_in(dir.path(), |_| {}).await;
+    let (ada, _) = app.user("ada").await;
+    room(&ada, "general", Visibility::Public).await;
+    let token = ada.token().expect("token").to_owned();
+    app.stop().await;
+    // Break a row behind the server's back: a room with a visibility no build writes.
+    let db = rusqlite::Connection::open(dir.path().join("confab.db")).expect("open db");
+    db.execute("UPDATE rooms SET visibility = 'bogus'", [])
+        .expect("corrupt");
+    drop(db);
+    let app = spawn_in(dir.path(), |_| {}).await;
+    let r = app
+        .http()
+        .with_token(&token)
+        .raw(Method::GET, "/v1/rooms", None)
+        .await
+        .expect("call");
+    assert_eq!(r.status, 500);
+    let body = r.json().expect("json");
+    assert_eq!(body["error"]["code"], "internal");
+    assert_eq!(body["error"]["message"], "internal error");
+    assert!(
+        !r.text().contains("bogus") && !r.text().contains("visibility"),
+        "{}",
+        r.text()
+    );
+    app.stop().await;
+}

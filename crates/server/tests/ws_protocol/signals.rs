@@ -332,3 +332,29 @@ async fn ping_gets_pong_with_the_same_ref_or_none() {
     assert_eq!(f, ServerFrame::Pong { reference: None });
     app.stop().await;
 }
+
+#[tokio::test]
+async fn rooms_over_the_presence_limit_send_no_presence_events_but_answer_presence_requests() {
+    // The limit is 500 members by default; one member makes a two-member room "large".
+    let app = spawn_with(|c| c.presence_max_members = 1).await;
+    let p = pair(&app).await;
+    let (mut a, _) = app.ws(&p.ada).await;
+    let (_b, _) = app.ws(&p.bob).await;
+    assert!(presence_changes(&quiet(&mut a, QUIET).await).is_empty());
+    let reply = a
+        .request(build::presence(&p.room.id), WAIT)
+        .await
+        .expect("reply");
+    let ServerFrame::Presence(Presence {
+        online: Some(mut online),
+        ..
+    }) = reply
+    else {
+        panic!("expected the online list, got {reply:?}")
+    };
+    online.sort();
+    let mut both = vec![p.ada_user.id.clone(), p.bob_user.id.clone()];
+    both.sort();
+    assert_eq!(online, both);
+    app.stop().await;
+}
