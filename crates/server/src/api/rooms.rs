@@ -215,7 +215,14 @@ pub async fn publish(
     let client_id = ClientMsgId::parse(m.client_id)?.as_str().to_owned();
     let body = MessageBody::parse(m.body, app.config.max_body)?.into_string();
     let caller = app.authenticate(token.as_deref()).await?;
-    let a = actions::write(&app, &caller.user, &id, Write::Send { client_id, body }).await?;
+    let a = actions::write(
+        &app,
+        &caller.user,
+        &id,
+        Write::Send { client_id, body },
+        None,
+    )
+    .await?;
     let status = if a.duplicate {
         StatusCode::OK
     } else {

@@ -24,24 +24,31 @@ pub async fn handle(
             client_id,
             body,
         }) => {
-            let a = actions::write(app, user, &room, Write::Send { client_id, body }).await?;
+            let a = actions::write(
+                app,
+                user,
+                &room,
+                Write::Send { client_id, body },
+                Some(tx.id),
+            )
+            .await?;
             ack(reference, a.event)
         }
         ClientFrame::Edit(Edit { room, target, body }) => ack(
             reference,
-            actions::write(app, user, &room, Write::Edit { target, body })
+            actions::write(app, user, &room, Write::Edit { target, body }, Some(tx.id))
                 .await?
                 .event,
         ),
         ClientFrame::Delete(Delete { room, target }) => ack(
             reference,
-            actions::write(app, user, &room, Write::Delete { target })
+            actions::write(app, user, &room, Write::Delete { target }, Some(tx.id))
                 .await?
                 .event,
         ),
         ClientFrame::React(React { room, target, body }) => ack(
             reference,
-            actions::write(app, user, &room, Write::React { target, body })
+            actions::write(app, user, &room, Write::React { target, body }, Some(tx.id))
                 .await?
                 .event,
         ),

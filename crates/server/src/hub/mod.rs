@@ -203,6 +203,14 @@ impl Hub {
         }
     }
 
+    /// Whether this session is being delivered the room (so its user is a member).
+    pub fn delivers(&self, session: SessionId, room: &str) -> bool {
+        self.lock()
+            .session_rooms
+            .get(&session)
+            .is_some_and(|r| r.contains(room))
+    }
+
     /// Whether a typing notice from `user` in `room` is forwarded now (one a second).
     pub fn typing_allowed(&self, user: &str, room: &str, now_ms: u64) -> bool {
         let mut inner = self.lock();
