@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use confab_cache::Rate;
-use confab_domain::rules::{self, RoomFacts, TargetFacts};
+use confab_domain::rules::{self, TargetFacts};
 use confab_domain::text::{ClientMsgId, Emoji, MessageBody, Password, RoomName, UserName};
 use confab_protocol::{ErrorCode, Event, EventKind, Room, ServerFrame, UserRef, Visibility};
 use confab_store::{Append, Appended, Change, EventRange, Page, RoomInfo};
@@ -103,18 +103,8 @@ pub async fn visible_room(
     }
     let info = app.store.room(room).await?.ok_or_else(ApiError::no_room)?;
     let member = app.store.membership(room, &user.id).await?.is_some();
-    rules::may_use(&facts(&info), member)?;
+    rules::may_use(&info.facts(), member)?;
     Ok(info)
-}
-
-/// The rule facts of a room.
-pub fn facts(info: &RoomInfo) -> RoomFacts {
-    RoomFacts {
-        public: info.room.visibility == Visibility::Public,
-        dm: info.dm,
-        owner: info.room.owner.clone(),
-        member_count: info.room.member_count,
-    }
 }
 
 /// Creates a room; the caller owns it and is its first member.
@@ -153,7 +143,7 @@ pub async fn add_member(
 ) -> Result<(), ApiError> {
     let info = visible_room(app, actor, room).await?;
     // Owner-only and no-DM are permission rules: they answer before an unknown user does.
-    rules::may_add(&facts(&info), &actor.id, true, false)?;
+    rules::may_add(&info.facts(), &actor.id, true, false)?;
     let target = find_user(app, target).await?;
     let change = app.store.add_member(room, actor, &target).await?;
     announce(app, change).await;
@@ -343,7 +333,7 @@ async fn check_target(
     });
     match append {
         Append::Edit { .. } => rules::may_edit(t.as_ref(), &user.id)?,
-        Append::Delete { .. } => rules::may_delete(&facts(info), t.as_ref(), &user.id)?,
+        Append::Delete { .. } => rules::may_delete(&info.facts(), t.as_ref(), &user.id)?,
         _ => rules::may_react(t.as_ref())?,
     }
     Ok(())

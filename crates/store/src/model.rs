@@ -23,6 +23,18 @@ pub struct RoomInfo {
     pub dm: bool,
 }
 
+impl RoomInfo {
+    /// What the membership rules need to know about this room.
+    pub fn facts(&self) -> confab_domain::rules::RoomFacts {
+        confab_domain::rules::RoomFacts {
+            public: self.room.visibility == confab_protocol::Visibility::Public,
+            dm: self.dm,
+            owner: self.room.owner.clone(),
+            member_count: self.room.member_count,
+        }
+    }
+}
+
 /// Which events of a room to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventRange {

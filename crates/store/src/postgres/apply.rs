@@ -9,7 +9,6 @@ use confab_domain::rules::{TargetFacts, advance_read, may_delete, may_edit, may_
 use confab_protocol::{Event, EventKind, Room, UserRef};
 
 use super::ops::{Op, Outcome};
-use super::rows::facts;
 use crate::{Append, Appended, Change, RoomInfo, StoreResult};
 
 pub(super) const NO_ROOM: RuleError = RuleError::NotFound("no such room");
@@ -151,7 +150,7 @@ impl View {
 
     fn append(&mut self, room_id: &str, user: &UserRef, append: &Append) -> StoreResult<Appended> {
         let info = self.room(room_id)?;
-        may_use(&facts(&info), self.marker(room_id, &user.id).is_some())?;
+        may_use(&info.facts(), self.marker(room_id, &user.id).is_some())?;
         let (kind, body, target, client_id) = match append {
             Append::Text { client_id, body } => {
                 let key = (room_id.to_owned(), user.id.clone(), client_id.clone());
@@ -168,7 +167,7 @@ impl View {
                 (EventKind::Edit, Some(body), Some(*target), None)
             }
             Append::Delete { target } => {
-                may_delete(&facts(&info), self.target(room_id, *target), &user.id)?;
+                may_delete(&info.facts(), self.target(room_id, *target), &user.id)?;
                 self.erase(room_id, *target);
                 (EventKind::Delete, None, Some(*target), None)
             }
@@ -187,7 +186,7 @@ impl View {
     fn set_read(&mut self, room_id: &str, user_id: &str, seq: u64) -> StoreResult<Option<u64>> {
         let info = self.room(room_id)?;
         let marker = self.marker(room_id, user_id);
-        may_use(&facts(&info), marker.is_some())?;
+        may_use(&info.facts(), marker.is_some())?;
         let current = marker.ok_or(NO_ROOM)?;
         let moved = advance_read(current, seq, info.room.last_seq);
         if let Some(new) = moved

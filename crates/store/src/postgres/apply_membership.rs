@@ -5,7 +5,6 @@ use confab_domain::rules::{may_add, may_join, may_leave, may_remove};
 use confab_protocol::{EventKind, Room, UserRef, Visibility};
 
 use super::apply::{NO_USER, RoomState, View};
-use super::rows::facts;
 use crate::{Change, RoomInfo, StoreResult};
 
 impl View {
@@ -59,7 +58,7 @@ impl View {
     pub(super) fn join(&mut self, room_id: &str, user: &UserRef) -> StoreResult<Change> {
         let info = self.room(room_id)?;
         let marker = self.marker(room_id, &user.id);
-        if !may_join(&facts(&info), marker.is_some())? {
+        if !may_join(&info.facts(), marker.is_some())? {
             return Ok(unchanged(info, marker));
         }
         let join = self.membership_event(room_id, EventKind::Join, user, None)?;
@@ -70,7 +69,7 @@ impl View {
     pub(super) fn leave(&mut self, room_id: &str, user: &UserRef) -> StoreResult<Change> {
         let info = self.room(room_id)?;
         let marker = self.marker(room_id, &user.id);
-        may_leave(&facts(&info), &user.id, marker.is_some())?;
+        may_leave(&info.facts(), &user.id, marker.is_some())?;
         let leave = self.membership_event(room_id, EventKind::Leave, user, None)?;
         self.exit(room_id, &user.id);
         self.changed(room_id, marker, vec![leave])
@@ -86,7 +85,7 @@ impl View {
         let info = self.room(room_id)?;
         let actor_marker = self.marker(room_id, &actor.id);
         let marker = self.marker(room_id, &target.id);
-        let facts = facts(&info);
+        let facts = info.facts();
         if !may_add(&facts, &actor.id, actor_marker.is_some(), marker.is_some())? {
             return Ok(unchanged(info, marker));
         }
@@ -108,7 +107,7 @@ impl View {
         let actor_marker = self.marker(room_id, &actor.id);
         let marker = self.marker(room_id, &target.id);
         may_remove(
-            &facts(&info),
+            &info.facts(),
             &actor.id,
             actor_marker.is_some(),
             &target.id,

@@ -1,6 +1,6 @@
 //! Rows as PostgreSQL returns them, and their mapping to protocol objects.
 
-use confab_domain::rules::{RoomFacts, TargetFacts};
+use confab_domain::rules::TargetFacts;
 use confab_protocol::{Event, EventKind, Room, UserRef, Visibility};
 
 use crate::{RoomInfo, StoreError, StoreResult};
@@ -70,16 +70,6 @@ impl RoomRow {
             },
             dm: self.dm,
         })
-    }
-}
-
-/// What the rules need to know about a room.
-pub(super) fn facts(info: &RoomInfo) -> RoomFacts {
-    RoomFacts {
-        public: info.room.visibility == Visibility::Public,
-        dm: info.dm,
-        owner: info.room.owner.clone(),
-        member_count: info.room.member_count,
     }
 }
 

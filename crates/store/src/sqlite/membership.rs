@@ -7,7 +7,7 @@ use confab_protocol::{Event, EventKind, Room, UserRef, Visibility};
 use rusqlite::{Connection, params};
 
 use super::ops::{NO_USER, NewEvent, existing_room, random_id, write_event};
-use super::read::{self, facts};
+use super::read;
 use crate::{Change, RoomInfo, StoreResult};
 
 pub(super) fn create_room(
@@ -76,7 +76,7 @@ pub(super) fn join(
 ) -> StoreResult<Change> {
     let info = existing_room(conn, room_id)?;
     let marker = read::membership(conn, room_id, &user.id)?;
-    if !may_join(&facts(&info), marker.is_some())? {
+    if !may_join(&info.facts(), marker.is_some())? {
         return Ok(unchanged(info, marker));
     }
     let join = membership_event(conn, now, room_id, EventKind::Join, user, None)?;
@@ -92,7 +92,7 @@ pub(super) fn leave(
 ) -> StoreResult<Change> {
     let info = existing_room(conn, room_id)?;
     let marker = read::membership(conn, room_id, &user.id)?;
-    may_leave(&facts(&info), &user.id, marker.is_some())?;
+    may_leave(&info.facts(), &user.id, marker.is_some())?;
     let leave = membership_event(conn, now, room_id, EventKind::Leave, user, None)?;
     exit(conn, room_id, &user.id)?;
     changed(conn, room_id, marker, vec![leave])
@@ -109,7 +109,7 @@ pub(super) fn add_member(
     let actor_marker = read::membership(conn, room_id, &actor.id)?;
     let marker = read::membership(conn, room_id, &target.id)?;
     if !may_add(
-        &facts(&info),
+        &info.facts(),
         &actor.id,
         actor_marker.is_some(),
         marker.is_some(),
@@ -134,7 +134,7 @@ pub(super) fn remove_member(
     let info = existing_room(conn, room_id)?;
     let actor_marker = read::membership(conn, room_id, &actor.id)?;
     let marker = read::membership(conn, room_id, &target.id)?;
-    let facts = facts(&info);
+    let facts = info.facts();
     may_remove(
         &facts,
         &actor.id,

@@ -6,7 +6,7 @@ use confab_domain::rules::{advance_read, may_delete, may_edit, may_react, may_us
 use confab_protocol::{Event, EventKind, UserRef};
 use rusqlite::{Connection, params};
 
-use super::read::{self, facts};
+use super::read;
 use crate::{Append, Appended, RoomInfo, StoreError, StoreResult};
 
 pub(super) const NO_ROOM: RuleError = RuleError::NotFound("no such room");
@@ -62,7 +62,7 @@ pub(super) fn append(
 ) -> StoreResult<Appended> {
     let info = existing_room(conn, room_id)?;
     may_use(
-        &facts(&info),
+        &info.facts(),
         read::membership(conn, room_id, &user.id)?.is_some(),
     )?;
     let new = |kind, body, target, client_id| NewEvent {
@@ -99,7 +99,7 @@ pub(super) fn append(
         }
         Append::Delete { target } => {
             let target_facts = read::target_facts(conn, room_id, *target)?;
-            may_delete(&facts(&info), target_facts.as_ref(), &user.id)?;
+            may_delete(&info.facts(), target_facts.as_ref(), &user.id)?;
             erase(conn, room_id, *target)?;
             write_event(
                 conn,
@@ -128,7 +128,7 @@ pub(super) fn set_read(
 ) -> StoreResult<Option<u64>> {
     let info = existing_room(conn, room_id)?;
     let marker = read::membership(conn, room_id, user_id)?;
-    may_use(&facts(&info), marker.is_some())?;
+    may_use(&info.facts(), marker.is_some())?;
     let current = marker.ok_or(NO_ROOM)?;
     let moved = advance_read(current, seq, info.room.last_seq);
     if let Some(new) = moved {

@@ -1,7 +1,7 @@
 //! Queries that only read, shared by the read pool and the writer, and the mapping of rows to
 //! protocol objects.
 
-use confab_domain::rules::{RoomFacts, TargetFacts};
+use confab_domain::rules::TargetFacts;
 use confab_protocol::{Event, EventKind, Room, UserRef, Visibility};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -62,16 +62,6 @@ impl RawRoom {
             },
             dm: self.dm,
         })
-    }
-}
-
-/// What the rules need to know about a room.
-pub(super) fn facts(info: &RoomInfo) -> RoomFacts {
-    RoomFacts {
-        public: info.room.visibility == Visibility::Public,
-        dm: info.dm,
-        owner: info.room.owner.clone(),
-        member_count: info.room.member_count,
     }
 }
 
