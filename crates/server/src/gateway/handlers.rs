@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::actions::{self, Write};
 use crate::error::ApiError;
-use crate::hub::{Out, SessionTx};
+use crate::hub::{Out, SessionTx, SyncAsk};
 use crate::state::AppState;
 
 /// Handles one parsed frame; an `Err` is answered with an `error` frame by the caller.
@@ -54,10 +54,10 @@ pub async fn handle(
         ),
         ClientFrame::Sync(s) => {
             // The writer answers, in order with the live events it is sending.
-            tx.push(Out::Sync {
+            tx.push(Out::Sync(Box::new(SyncAsk {
                 reference,
                 rooms: s.rooms,
-            });
+            })));
             return Ok(());
         }
         ClientFrame::History(HistoryRequest {

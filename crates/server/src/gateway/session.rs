@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::{handlers, writer};
 use crate::actions;
 use crate::error::ApiError;
-use crate::hub::{Out, SessionTx};
+use crate::hub::{Out, Ready, SessionTx, SyncAsk};
 use crate::metrics;
 use crate::state::{AppState, Caller, now_ms};
 
@@ -209,15 +209,15 @@ async fn start(
         },
     };
     let room_ids: Vec<Arc<str>> = cursors.iter().map(|(r, _)| r.clone()).collect();
-    tx.push(Out::Ready {
+    tx.push(Out::Ready(Box::new(Ready {
         frame: ready.to_json().into(),
         cursors,
-    });
+    })));
     if !sync.is_empty() {
-        tx.push(Out::Sync {
+        tx.push(Out::Sync(Box::new(SyncAsk {
             reference: None,
             rooms: sync,
-        });
+        })));
     }
     app.hub.attach_rooms(tx, &room_ids);
     // A leave committed between the read above and the attach was announced before this

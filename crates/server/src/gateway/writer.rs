@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::session::close_message;
-use crate::hub::Out;
+use crate::hub::{Out, Ready, Subscribe};
 use crate::metrics;
 
 /// Most missed events `sync` sends per room.
@@ -111,7 +111,7 @@ impl Writer {
     }
 
     async fn handle(&mut self, out: Out) -> Result<(), Stop> {
-        if !self.ready && !matches!(out, Out::Ready { .. } | Out::Close(_)) {
+        if !self.ready && !matches!(out, Out::Ready(_) | Out::Close(_)) {
             // Nothing may precede `ready`: hold what the hub sent during the handshake.
             if self.early.len() >= self.early_max {
                 return Err(Stop::Closed(CloseCode::SLOW_CONSUMER));
@@ -120,7 +120,8 @@ impl Writer {
             return Ok(());
         }
         match out {
-            Out::Ready { frame, cursors } => {
+            Out::Ready(ready) => {
+                let Ready { frame, cursors } = *ready;
                 self.send(Message::Text(frame)).await?;
                 for (room, from) in cursors {
                     self.cursors.insert(
@@ -137,24 +138,26 @@ impl Writer {
                 }
             }
             Out::Frame(frame) => self.send(Message::Text(frame)).await?,
-            Out::Event { room, seq, frame } => {
-                let Some(last) = self.cursors.get(&room).map(|c| c.last) else {
+            Out::Event(event) => {
+                let (room, seq) = (&event.room, event.seq);
+                let Some(last) = self.cursors.get(room).map(|c| c.last) else {
                     return Ok(());
                 };
                 if seq <= last {
                     return Ok(());
                 }
                 if seq > last + 1 {
-                    Box::pin(self.must_catch_up(&room, Some(seq - 1))).await?;
+                    Box::pin(self.must_catch_up(room, Some(seq - 1))).await?;
                 }
-                self.send(Message::Text(frame)).await?;
-                self.advance(&room, seq);
+                self.send(Message::Text(event.frame.clone())).await?;
+                self.advance(room, seq);
             }
-            Out::Subscribe {
-                room,
-                cursor,
-                announce,
-            } => {
+            Out::Subscribe(sub) => {
+                let Subscribe {
+                    room,
+                    cursor,
+                    announce,
+                } = *sub;
                 if self.cursors.contains_key(&room) {
                     return Ok(());
                 }
@@ -186,7 +189,7 @@ impl Writer {
                 .await?;
             }
             // Store reads are boxed so an idle writer's future stays small.
-            Out::Sync { reference, rooms } => Box::pin(self.sync(reference, rooms)).await?,
+            Out::Sync(ask) => Box::pin(self.sync(ask.reference, ask.rooms)).await?,
             Out::Close(code) => return Err(Stop::Closed(code)),
         }
         Ok(())

@@ -23,7 +23,7 @@ use confab_store::Store;
 use tokio::sync::mpsc;
 
 use crate::bus_msg::{self, BusMsg, Control};
-pub use session_tx::{Out, SessionId, SessionTx};
+pub use session_tx::{EventOut, Out, Ready, SessionId, SessionTx, Subscribe, SyncAsk};
 use subscriptions::Subscriptions;
 
 /// Most early events a room holds back while waiting for a gap to close.
@@ -269,11 +269,11 @@ impl Hub {
                         .get(&s.id)
                         .is_some_and(|r| r.contains(&room_id));
                     if !already
-                        && s.push(Out::Subscribe {
+                        && s.push(Out::Subscribe(Box::new(Subscribe {
                             room: room_id.clone(),
                             cursor: seq.saturating_sub(1),
                             announce: Some(frame.clone()),
-                        })
+                        })))
                     {
                         self.attach(&mut inner, &s, room_id.clone());
                     }
@@ -374,13 +374,14 @@ fn user_sessions(inner: &Inner, user: &str) -> Vec<SessionTx> {
 /// closed by `push` and dropped from the room here.
 fn deliver(entry: &mut RoomEntry, room: &Arc<str>, ready: Vec<(u64, Utf8Bytes)>) {
     for (seq, frame) in ready {
-        entry.sessions.retain(|_, s| {
-            s.push(Out::Event {
-                room: room.clone(),
-                seq,
-                frame: frame.clone(),
-            })
+        let event = Arc::new(EventOut {
+            room: room.clone(),
+            seq,
+            frame,
         });
+        entry
+            .sessions
+            .retain(|_, s| s.push(Out::Event(event.clone())));
     }
 }
 

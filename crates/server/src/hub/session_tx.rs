@@ -11,39 +11,56 @@ use tokio::sync::{mpsc, watch};
 /// A session's number on this node.
 pub type SessionId = u64;
 
-/// What a session's writer task is asked to do, in order.
+/// What a session's writer task is asked to do, in order. Kept small (the outbox holds many):
+/// rare, large requests are boxed, and an event is one allocation shared by all its sessions.
 #[derive(Debug)]
 pub enum Out {
-    /// Send `ready` and start these rooms at these seqs; everything queued before it waits.
-    Ready {
-        frame: Utf8Bytes,
-        cursors: Vec<(Arc<str>, u64)>,
-    },
+    /// Send `ready` and start its rooms; everything queued before it waits.
+    Ready(Box<Ready>),
     /// Send a frame as it is.
     Frame(Utf8Bytes),
-    /// A room's event, shared bytes; sent only if it is the next seq the session needs.
-    Event {
-        room: Arc<str>,
-        seq: u64,
-        frame: Utf8Bytes,
-    },
-    /// Start delivering a room after `cursor`, first sending `announce` (a `room` frame).
-    Subscribe {
-        room: Arc<str>,
-        cursor: u64,
-        announce: Option<Utf8Bytes>,
-    },
+    /// A room's event; sent only if it is the next seq the session needs.
+    Event(Arc<EventOut>),
+    /// Start delivering a room.
+    Subscribe(Box<Subscribe>),
     /// Read what the room has beyond the session's cursor from the store and send it.
     CatchUp { room: Arc<str> },
     /// Deliver the room through `through`, then stop and send `removed`.
     Unsubscribe { room: Arc<str>, through: u64 },
     /// Answer a `sync` request (or the `sync` of `auth`).
-    Sync {
-        reference: Option<Value>,
-        rooms: BTreeMap<String, u64>,
-    },
+    Sync(Box<SyncAsk>),
     /// Close the connection with this code after sending what is queued.
     Close(u16),
+}
+
+/// The `ready` frame and the seq each of its rooms starts after.
+#[derive(Debug)]
+pub struct Ready {
+    pub frame: Utf8Bytes,
+    pub cursors: Vec<(Arc<str>, u64)>,
+}
+
+/// A committed event's frame, serialized once for every session it goes to.
+#[derive(Debug)]
+pub struct EventOut {
+    pub room: Arc<str>,
+    pub seq: u64,
+    pub frame: Utf8Bytes,
+}
+
+/// Start delivering `room` after `cursor`, first sending `announce` (a `room` frame).
+#[derive(Debug)]
+pub struct Subscribe {
+    pub room: Arc<str>,
+    pub cursor: u64,
+    pub announce: Option<Utf8Bytes>,
+}
+
+/// A `sync` to answer: the client's last seen seq per room.
+#[derive(Debug)]
+pub struct SyncAsk {
+    pub reference: Option<Value>,
+    pub rooms: BTreeMap<String, u64>,
 }
 
 /// The hub's handle on one session.

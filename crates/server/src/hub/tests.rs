@@ -82,7 +82,7 @@ impl Rig {
 
     async fn next_seq(&mut self) -> u64 {
         match self.next().await {
-            Out::Event { seq, .. } => seq,
+            Out::Event(e) => e.seq,
             other => panic!("expected an event, got {other:?}"),
         }
     }
