@@ -25,6 +25,15 @@ impl Visibility {
             Visibility::Private => "private",
         }
     }
+
+    /// Parses a stored visibility.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
 }
 
 /// The kinds of event in a room's log.

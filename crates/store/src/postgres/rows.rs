@@ -47,16 +47,12 @@ pub(super) fn signed(value: u64) -> i64 {
 
 impl RoomRow {
     pub(super) fn into_info(self, read_seq: Option<u64>) -> StoreResult<RoomInfo> {
-        let visibility = match self.visibility.as_str() {
-            "public" => Visibility::Public,
-            "private" => Visibility::Private,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "room {} has visibility `{other}`",
-                    self.id
-                )));
-            }
-        };
+        let visibility = Visibility::parse(&self.visibility).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "room {} has visibility `{}`",
+                self.id, self.visibility
+            ))
+        })?;
         Ok(RoomInfo {
             room: Room {
                 member_count: unsigned(self.member_count, "a member count")?,

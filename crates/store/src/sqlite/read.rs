@@ -39,16 +39,12 @@ fn raw_room(r: &Row<'_>) -> rusqlite::Result<RawRoom> {
 
 impl RawRoom {
     fn into_info(self, read_seq: Option<u64>) -> StoreResult<RoomInfo> {
-        let visibility = match self.visibility.as_str() {
-            "public" => Visibility::Public,
-            "private" => Visibility::Private,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "room {} has visibility `{other}`",
-                    self.id
-                )));
-            }
-        };
+        let visibility = Visibility::parse(&self.visibility).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "room {} has visibility `{}`",
+                self.id, self.visibility
+            ))
+        })?;
         Ok(RoomInfo {
             room: Room {
                 id: self.id,
