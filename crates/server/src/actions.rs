@@ -235,10 +235,19 @@ pub async fn history(
     app: &AppState,
     user: &UserRef,
     room: &str,
+    (range, limit): (EventRange, u32),
+) -> Result<Page, ApiError> {
+    visible_room(app, user, room).await?;
+    Ok(app.store.events(room, range, limit).await?)
+}
+
+/// Which page a history request asks for: `limit` 1–100 (default 50), `before` or `after`
+/// but not both. Checked before authentication, as a malformed request answers first.
+pub fn history_page(
     before: Option<u64>,
     after: Option<u64>,
     limit: Option<u64>,
-) -> Result<Page, ApiError> {
+) -> Result<(EventRange, u32), ApiError> {
     let limit = limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit must be 1 to 100"));
@@ -251,8 +260,7 @@ pub async fn history(
         (None, Some(a)) => EventRange::After(a),
         (None, None) => EventRange::Newest,
     };
-    visible_room(app, user, room).await?;
-    Ok(app.store.events(room, range, limit as u32).await?)
+    Ok((range, limit as u32))
 }
 
 /// Sends, edits, deletes or reacts: checks, takes a rate token, commits, publishes.

@@ -88,14 +88,7 @@ impl Chatter {
             // Unacknowledged messages are sent again with the same client_id: never stored twice.
             for (cid, f) in in_flight.iter_mut() {
                 f.sent = Instant::now();
-                if ws
-                    .send_frame(with_ref(
-                        build::send(&f.room, cid, cid),
-                        Some(Value::from(cid.clone())),
-                    ))
-                    .await
-                    .is_err()
-                {
+                if send(&mut ws, &f.room, cid).await.is_err() {
                     out.reconnects += 1;
                     continue 'connect;
                 }
@@ -118,14 +111,7 @@ impl Chatter {
                             sent: now,
                         },
                     );
-                    if ws
-                        .send_frame(with_ref(
-                            build::send(&room, &cid, &cid),
-                            Some(Value::from(cid.clone())),
-                        ))
-                        .await
-                        .is_err()
-                    {
+                    if send(&mut ws, &room, &cid).await.is_err() {
                         out.reconnects += 1;
                         continue 'connect;
                     }
@@ -136,14 +122,7 @@ impl Chatter {
                     .filter(|(_, f)| now.duration_since(f.sent) > Duration::from_secs(1))
                 {
                     f.sent = now;
-                    if ws
-                        .send_frame(with_ref(
-                            build::send(&f.room, cid, cid),
-                            Some(Value::from(cid.clone())),
-                        ))
-                        .await
-                        .is_err()
-                    {
+                    if send(&mut ws, &f.room, cid).await.is_err() {
                         out.reconnects += 1;
                         continue 'connect;
                     }
@@ -215,4 +194,13 @@ impl Chatter {
         out.unacked = in_flight.len();
         out
     }
+}
+
+/// Sends `cid` to `room` as a message whose `client_id`, body and `ref` are all `cid`.
+async fn send(ws: &mut WsClient, room: &str, cid: &str) -> confab_client::Result<()> {
+    ws.send_frame(with_ref(
+        build::send(room, cid, cid),
+        Some(Value::from(cid)),
+    ))
+    .await
 }

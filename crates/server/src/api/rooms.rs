@@ -174,14 +174,9 @@ pub async fn messages(
         number(&p, "after")?,
         number(&p, "limit")?,
     );
-    if before.is_some() && after.is_some() {
-        return Err(ApiError::bad_request("give `before` or `after`, not both"));
-    }
-    if limit.is_some_and(|l| !(1..=100).contains(&l)) {
-        return Err(ApiError::bad_request("limit must be 1 to 100"));
-    }
+    let page_wanted = actions::history_page(before, after, limit)?;
     let caller = app.authenticate(token.as_deref()).await?;
-    let page = actions::history(&app, &caller.user, &id, before, after, limit).await?;
+    let page = actions::history(&app, &caller.user, &id, page_wanted).await?;
     // A struct, not `json!`, so each event keeps its fields in protocol order.
     #[derive(serde::Serialize)]
     struct Events {

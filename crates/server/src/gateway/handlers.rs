@@ -66,7 +66,8 @@ pub async fn handle(
             after,
             limit,
         }) => {
-            let page = actions::history(app, user, &room, before, after, limit).await?;
+            let wanted = actions::history_page(before, after, limit)?;
+            let page = actions::history(app, user, &room, wanted).await?;
             ServerFrame::History {
                 reference,
                 room,
