@@ -1,5 +1,5 @@
 //! The Cache port: state shared by nodes that may be lost without losing anything acknowledged:
-//! presence (who is online) and rate-limit counters.
+//! presence (who is online), rate-limit counters and each active room's recent events.
 //!
 //! Contract: the cache is never the only copy of anything durable. Presence entries of a node
 //! expire by themselves when the node stops refreshing them. A token bucket is shared by every
@@ -7,11 +7,14 @@
 //! `CacheError::Unavailable`. Only `connect(url)` names a back end.
 
 pub mod memory;
+pub mod recent;
 pub mod redis;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+pub use recent::{CachedEvent, Recent, Span};
 
 /// Why a cache call failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,19 @@ pub trait Cache: Send + Sync + 'static {
     async fn session_closed(&self, user: &str, node: &str) -> Result<bool, CacheError>;
     /// Which of `users` are online.
     async fn online(&self, users: &[String]) -> Result<Vec<String>, CacheError>;
+    /// Adds committed `events` of `room` (as the store held them once their newest seq was
+    /// committed) and keeps the newest `keep`; false if a `forget` since made them stale.
+    async fn remember(
+        &self,
+        room: &str,
+        events: &[CachedEvent],
+        keep: u32,
+    ) -> Result<bool, CacheError>;
+    /// The room's cached events in `span`, at most `limit`, and the newest seq cached.
+    async fn recent(&self, room: &str, span: Span, limit: u32) -> Result<Recent, CacheError>;
+    /// Drops the room's cached events: the store changed events before `floor` (a delete was
+    /// committed at `floor`), so batches whose newest seq is below it are refused from now on.
+    async fn forget(&self, room: &str, floor: u64) -> Result<(), CacheError>;
     /// Which back end this is, for logs.
     fn describe(&self) -> String;
 }

@@ -1,4 +1,5 @@
-//! The in-process cache: maps behind a mutex, bounded by the users and keys in use.
+//! The in-process cache: maps behind mutexes, bounded by the users and keys in use and, for
+//! recent events, by `recent::MEMORY_BUDGET`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -6,7 +7,8 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use confab_domain::limits::TokenBucket;
 
-use crate::{Cache, CacheError, Rate};
+use crate::recent::Windows;
+use crate::{Cache, CacheError, CachedEvent, Rate, Recent, Span};
 
 #[derive(Default)]
 struct State {
@@ -15,15 +17,21 @@ struct State {
     last_sweep_ms: u64,
 }
 
-/// Presence and rate limits for a single process.
+/// Presence, rate limits and recent events for a single process.
 #[derive(Default)]
 pub struct MemoryCache {
     state: Mutex<State>,
+    // Apart from `state`: sends and reads of history should not wait on presence changes.
+    windows: Mutex<Windows>,
 }
 
 impl MemoryCache {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -79,6 +87,24 @@ impl Cache for MemoryCache {
             .filter(|u| st.sessions.contains_key(u.as_str()))
             .cloned()
             .collect())
+    }
+
+    async fn remember(
+        &self,
+        room: &str,
+        events: &[CachedEvent],
+        keep: u32,
+    ) -> Result<bool, CacheError> {
+        Ok(self.windows().remember(room, events, keep as usize))
+    }
+
+    async fn recent(&self, room: &str, span: Span, limit: u32) -> Result<Recent, CacheError> {
+        Ok(self.windows().recent(room, span, limit as usize))
+    }
+
+    async fn forget(&self, room: &str, floor: u64) -> Result<(), CacheError> {
+        self.windows().forget(room, floor);
+        Ok(())
     }
 
     fn describe(&self) -> String {

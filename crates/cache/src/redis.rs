@@ -6,6 +6,7 @@
 //!   bucket is a full one, so idle buckets vanish without changing any answer.
 //! - `presence:<user>`: a hash, one field per node, `"<version>:<sessions>"`.
 //! - `node:<node>`: the node's heartbeat, set with a TTL and refreshed every third of it.
+//! - `recent:{<room>}` and `recent-floor:{<room>}`: a room's recent events (see `recent`).
 //!   A field whose node has no heartbeat does not count: a dead node's users go offline by
 //!   themselves, and the next write to the hash deletes its field.
 //!
@@ -22,7 +23,9 @@ use ::redis::{Client, Script};
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
-use crate::{Cache, CacheError, Rate};
+use crate::{Cache, CacheError, CachedEvent, Rate, Recent, Span};
+
+mod recent;
 
 /// How long one cache call may take before the cache counts as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,6 +63,7 @@ struct Shared {
     conn: ConnectionManager,
     ttl_ms: u64,
     scripts: Scripts,
+    recent_scripts: recent::RecentScripts,
     local: Mutex<Local>,
 }
 
@@ -120,6 +124,7 @@ impl RedisCache {
                 refresh: Script::new(REFRESH_PRESENCE),
                 online: Script::new(ONLINE),
             },
+            recent_scripts: recent::RecentScripts::new(),
             local: Mutex::new(Local {
                 // Starts at the clock so a restarted process with the same node id still wins.
                 next_version: now_us,
@@ -144,8 +149,8 @@ impl Shared {
     }
 
     /// Runs a script with the time limit, once more if the connection had dropped (every
-    /// script here may run twice without harm: presence writes are versioned, and a bucket
-    /// charged twice only errs on the strict side).
+    /// script here may run twice without harm: presence writes are versioned, a bucket
+    /// charged twice only errs on the strict side, and recent events are set, not added to).
     async fn run<T: ::redis::FromRedisValue>(
         &self,
         invocation: &::redis::ScriptInvocation<'_>,
@@ -347,6 +352,23 @@ impl Cache for RedisCache {
             );
         }
         Ok(online)
+    }
+
+    async fn remember(
+        &self,
+        room: &str,
+        events: &[CachedEvent],
+        keep: u32,
+    ) -> Result<bool, CacheError> {
+        self.shared.remember(room, events, keep).await
+    }
+
+    async fn recent(&self, room: &str, span: Span, limit: u32) -> Result<Recent, CacheError> {
+        self.shared.recent(room, span, limit).await
+    }
+
+    async fn forget(&self, room: &str, floor: u64) -> Result<(), CacheError> {
+        self.shared.forget(room, floor).await
     }
 
     fn describe(&self) -> String {

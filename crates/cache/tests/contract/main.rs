@@ -4,6 +4,7 @@
 
 mod buckets;
 mod presence;
+mod recent;
 mod resilience;
 
 use std::sync::Arc;
