@@ -230,15 +230,17 @@ async fn announce(app: &AppState, change: Change) -> Room {
     room
 }
 
-/// A page of history, after the visibility check.
+/// A page of history, after the visibility check; from the cache's recent events when they
+/// reach the room's newest seq the check just read.
 pub async fn history(
     app: &AppState,
     user: &UserRef,
     room: &str,
     (range, limit): (EventRange, u32),
 ) -> Result<Page, ApiError> {
-    visible_room(app, user, room).await?;
-    Ok(app.store.events(room, range, limit).await?)
+    let info = visible_room(app, user, room).await?;
+    let known = info.room.last_seq;
+    Ok(app.events.page(room, range, limit, known).await?)
 }
 
 /// Which page a history request asks for: `limit` 1–100 (default 50), `before` or `after`
@@ -327,8 +329,8 @@ async fn check_target(
         }
     };
     let page = app
-        .store
-        .events(room, EventRange::After(target.saturating_sub(1)), 1)
+        .events
+        .page(room, EventRange::After(target.saturating_sub(1)), 1, 0)
         .await?;
     let found = page
         .events
@@ -438,8 +440,10 @@ pub async fn announce_presence(app: &AppState, user: &UserRef, online: bool) {
     publish(app, bus_msg::PRESENCE_TOPIC, BusMsg::Control(msg)).await;
 }
 
+/// Tells the cache, then the bus: a node that sees the event on the bus finds it cached.
 async fn publish_event(app: &AppState, event: &Event) {
     let frame = ServerFrame::Msg(event.clone()).to_json();
+    app.events.committed(event, &frame).await;
     publish(
         app,
         &bus_msg::room_topic(&event.room),

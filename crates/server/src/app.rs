@@ -94,6 +94,9 @@ impl App {
         let repair_task = state
             .hub
             .start_repair(Duration::from_millis(state.config.repair_interval_ms));
+        let cache_repair_task = state
+            .events
+            .start_repair(Duration::from_millis(state.config.repair_interval_ms));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = api::router(state.clone());
         let server = tokio::spawn(async move {
@@ -117,6 +120,7 @@ impl App {
         state.store.close().await;
         hub_task.abort();
         repair_task.abort();
+        cache_repair_task.abort();
         tracing::info!("stopped; store flushed");
         Ok(())
     }

@@ -28,6 +28,8 @@ pub struct Config {
     pub bus: String,
     /// Cache URL (`memory://`).
     pub cache: String,
+    /// Newest events the cache keeps per active room, for `sync` and history (0: none).
+    pub recent_events: u32,
     /// Extra allowed WebSocket `Origin`s (`*` allows any); same-origin and none are always allowed.
     #[serde(deserialize_with = "list")]
     pub allowed_origins: Vec<String>,
@@ -83,6 +85,7 @@ impl Default for Config {
             store_pool: 8,
             bus: "memory://".into(),
             cache: "memory://".into(),
+            recent_events: 200,
             allowed_origins: Vec::new(),
             heartbeat_ms: 25_000,
             auth_timeout_ms: 10_000,

@@ -11,6 +11,7 @@ pub mod auth;
 mod bus_msg;
 pub mod config;
 pub mod error;
+mod events;
 mod gateway;
 mod hub;
 pub mod metrics;

@@ -58,6 +58,12 @@ pub fn commit_latency(elapsed: Duration) {
     histogram!("confab_commit_seconds").record(elapsed.as_secs_f64());
 }
 
+/// A page of room events read from the cache (`hit`) or from the store.
+pub fn recent_read(hit: bool) {
+    let source = if hit { "cache" } else { "store" };
+    counter!("confab_recent_reads_total", "source" => source).increment(1);
+}
+
 /// Frames written to WebSocket connections.
 pub fn frames_delivered(n: u64) {
     counter!("confab_frames_delivered_total").increment(n);

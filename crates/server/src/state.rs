@@ -12,6 +12,7 @@ use confab_store::Store;
 use crate::auth;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::events::RoomEvents;
 use crate::hub::Hub;
 
 /// Handles to the ports, the local fan-out hub and the node's settings.
@@ -20,6 +21,8 @@ pub struct State {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
     pub cache: Arc<dyn Cache>,
+    /// Room events, read through the cache's recent window.
+    pub events: Arc<RoomEvents>,
     pub hub: Hub,
     pub node_id: String,
     /// The threads that hash passwords.
@@ -47,12 +50,23 @@ impl State {
         node_id: String,
         hasher: auth::Hasher,
     ) -> Self {
-        let hub = Hub::new(bus.clone(), store.clone(), config.reorder_wait_ms);
+        let events = Arc::new(RoomEvents::new(
+            store.clone(),
+            cache.clone(),
+            config.recent_events,
+        ));
+        let hub = Hub::new(
+            bus.clone(),
+            store.clone(),
+            events.clone(),
+            config.reorder_wait_ms,
+        );
         State {
             config,
             store,
             bus,
             cache,
+            events,
             hub,
             node_id,
             hasher,

@@ -134,7 +134,7 @@ async fn serve(
         sink,
         rx,
         closed.clone(),
-        app.store.clone(),
+        app.events.clone(),
         heartbeat,
         app.config.outbox,
     ));

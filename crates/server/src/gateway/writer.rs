@@ -1,21 +1,23 @@
 //! A session's writer task: drains the outbox in order, keeps each room's cursor so every seq
-//! goes out exactly once and in order (reading any gap from the store), answers `sync`, sends
-//! heartbeat pings, and writes whatever is queued with one flush.
+//! goes out exactly once and in order (reading any gap through the cache's recent events, else
+//! the store), answers `sync`, sends heartbeat pings, and writes whatever is queued with one
+//! flush.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use confab_protocol::frames::SyncedRoom;
 use confab_protocol::{CloseCode, ErrorCode, ServerFrame};
-use confab_store::{EventRange, Store};
+use confab_store::EventRange;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::session::close_message;
+use crate::events::RoomEvents;
 use crate::hub::{Out, Ready, Subscribe};
 use crate::metrics;
 
@@ -43,7 +45,7 @@ enum Stop {
 
 struct Writer {
     sink: Sink,
-    store: Arc<dyn Store>,
+    events: Arc<RoomEvents>,
     cursors: HashMap<Arc<str>, Cursor>,
     ready: bool,
     early: VecDeque<Out>,
@@ -56,13 +58,13 @@ pub async fn run(
     sink: Sink,
     mut rx: mpsc::Receiver<Out>,
     mut closed: watch::Receiver<Option<u16>>,
-    store: Arc<dyn Store>,
+    events: Arc<RoomEvents>,
     heartbeat: Duration,
     outbox: usize,
 ) {
     let mut w = Writer {
         sink,
-        store,
+        events,
         cursors: HashMap::new(),
         ready: false,
         early: VecDeque::new(),
@@ -147,7 +149,7 @@ impl Writer {
                     return Ok(());
                 }
                 if seq > last + 1 {
-                    Box::pin(self.must_catch_up(room, Some(seq - 1))).await?;
+                    Box::pin(self.must_catch_up(room, Some(seq - 1), seq - 1)).await?;
                 }
                 self.send(Message::Text(event.frame.clone())).await?;
                 self.advance(room, seq);
@@ -172,12 +174,14 @@ impl Writer {
                     },
                 );
             }
-            Out::CatchUp { room } => Box::pin(self.must_catch_up(&room, None)).await?,
+            Out::CatchUp { room, known } => {
+                Box::pin(self.must_catch_up(&room, None, known)).await?
+            }
             Out::Unsubscribe { room, through } => {
                 if !self.cursors.contains_key(&room) {
                     return Ok(());
                 }
-                Box::pin(self.must_catch_up(&room, Some(through))).await?;
+                Box::pin(self.must_catch_up(&room, Some(through), through)).await?;
                 self.cursors.remove(&room);
                 self.send(Message::Text(
                     ServerFrame::Removed {
@@ -202,16 +206,18 @@ impl Writer {
     }
 
     /// Sends the room's events after the cursor through `to` (or to the newest), at most
-    /// `max`; false if `max` stopped it first.
+    /// `max`; false if `max` stopped it first. The room is known to have reached `known`.
     async fn catch_up(
         &mut self,
         room: &Arc<str>,
         to: Option<u64>,
         max: usize,
+        known: u64,
     ) -> Result<bool, Stop> {
         let mut sent = 0;
         loop {
-            let Some(last) = self.cursors.get(room).map(|c| c.last) else {
+            let Some((last, live_from)) = self.cursors.get(room).map(|c| (c.last, c.live_from))
+            else {
                 return Ok(true);
             };
             if to.is_some_and(|t| last >= t) {
@@ -222,18 +228,17 @@ impl Writer {
             }
             let want = (max - sent).min(100) as u32;
             let page = self
-                .store
-                .events(room, EventRange::After(last), want)
+                .events
+                .frames(room, EventRange::After(last), want, known.max(live_from))
                 .await
                 .map_err(store_failed)?;
             for event in page.events {
                 if to.is_some_and(|t| event.seq > t) {
                     return Ok(true);
                 }
-                let seq = event.seq;
-                self.send(Message::Text(ServerFrame::Msg(event).to_json().into()))
+                self.send(Message::Text(Utf8Bytes::from(&*event.frame)))
                     .await?;
-                self.advance(room, seq);
+                self.advance(room, event.seq);
                 sent += 1;
             }
             if !page.has_more {
@@ -243,8 +248,13 @@ impl Writer {
     }
 
     /// Catches up with no budget to spare: a session this far behind reconnects and syncs.
-    async fn must_catch_up(&mut self, room: &Arc<str>, to: Option<u64>) -> Result<(), Stop> {
-        if self.catch_up(room, to, CATCH_UP_MAX).await? {
+    async fn must_catch_up(
+        &mut self,
+        room: &Arc<str>,
+        to: Option<u64>,
+        known: u64,
+    ) -> Result<(), Stop> {
+        if self.catch_up(room, to, CATCH_UP_MAX, known).await? {
             Ok(())
         } else {
             Err(Stop::Closed(CloseCode::SLOW_CONSUMER))
@@ -282,11 +292,18 @@ impl Writer {
                 complete = done;
             }
             if complete {
-                complete = self.catch_up(&room, None, budget).await?;
+                complete = self.catch_up(&room, None, budget, live_from).await?;
             }
-            let newest = match self.store.room(&room).await {
-                Ok(Some(info)) => info.room.last_seq,
-                _ => self.cursors.get(&room).map_or(0, |c| c.last),
+            let sent_through = self.cursors.get(&room).map_or(0, |c| c.last);
+            // Complete means everything through the cursor was sent; only a sync cut short
+            // needs the room's newest seq from the store.
+            let newest = if complete {
+                sent_through
+            } else {
+                match self.events.newest(&room).await {
+                    Ok(Some(newest)) => newest.max(sent_through),
+                    _ => sent_through,
+                }
             };
             if !complete && since >= live_from {
                 // The rest is paged with `history`; live delivery goes on after the newest.
@@ -322,14 +339,14 @@ impl Writer {
         while last < to && sent < max {
             let want = (max - sent).min(100) as u32;
             let page = self
-                .store
-                .events(room, EventRange::After(last), want)
+                .events
+                .frames(room, EventRange::After(last), want, to)
                 .await
                 .map_err(store_failed)?;
             let more = page.has_more;
             for event in page.events.into_iter().take_while(|e| e.seq <= to) {
                 last = event.seq;
-                self.send(Message::Text(ServerFrame::Msg(event).to_json().into()))
+                self.send(Message::Text(Utf8Bytes::from(&*event.frame)))
                     .await?;
                 sent += 1;
             }

@@ -23,6 +23,7 @@ use confab_store::Store;
 use tokio::sync::mpsc;
 
 use crate::bus_msg::{self, BusMsg, Control};
+use crate::events::RoomEvents;
 pub use session_tx::{EventOut, Out, Ready, SessionId, SessionTx, Subscribe, SyncAsk};
 use subscriptions::Subscriptions;
 
@@ -36,6 +37,7 @@ pub struct Hub(Arc<Shared>);
 struct Shared {
     inner: Mutex<Inner>,
     store: Arc<dyn Store>,
+    events: Arc<RoomEvents>,
     subs: Subscriptions,
     reorder_wait: Duration,
 }
@@ -58,14 +60,20 @@ struct RoomEntry {
 }
 
 impl Hub {
-    /// A hub over this bus and store.
-    pub fn new(bus: Arc<dyn Bus>, store: Arc<dyn Store>, reorder_wait_ms: u64) -> Self {
+    /// A hub over this bus and store; gaps are read through `events`.
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        events: Arc<RoomEvents>,
+        reorder_wait_ms: u64,
+    ) -> Self {
         let subs = Subscriptions::start(bus);
         // Presence changes concern every node that might have a session sharing a room.
         subs.subscribe(bus_msg::PRESENCE_TOPIC.to_owned());
         Hub(Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             store,
+            events,
             subs,
             reorder_wait: Duration::from_millis(reorder_wait_ms),
         }))
@@ -130,7 +138,8 @@ impl Hub {
         });
         entry.sessions.insert(s.id, s.clone());
         if entry.live {
-            s.push(Out::CatchUp { room });
+            let known = entry.reorder.next().map_or(0, |n| n.saturating_sub(1));
+            s.push(Out::CatchUp { room, known });
         }
     }
 
@@ -156,8 +165,12 @@ impl Hub {
                 entry.reorder = Reorder::starting_at(last + 1, REORDER_CAP);
             }
             entry.live = true;
+            let known = entry.reorder.next().map_or(0, |n| n.saturating_sub(1));
             for s in entry.sessions.values() {
-                s.push(Out::CatchUp { room: room.clone() });
+                s.push(Out::CatchUp {
+                    room: room.clone(),
+                    known,
+                });
             }
         });
     }

@@ -1,11 +1,10 @@
 //! Filling what the bus lost: a gap that does not close within `reorder_wait`, and (on a timer)
-//! a room's newest events that never arrived at all, read from the store.
+//! a room's newest events that never arrived at all, read from the cache or the store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use confab_protocol::ServerFrame;
 use confab_store::EventRange;
 
 use super::{Hub, deliver};
@@ -27,14 +26,14 @@ impl Hub {
         });
     }
 
-    /// Reads events `from..=to` (at most 100) from the store and offers them to the room's
-    /// reorder buffer; if the store fails, skips the gap (sessions then fill it themselves).
+    /// Reads events `from..=to` (at most 100) and offers them to the room's reorder buffer; if
+    /// the store fails, skips the gap (sessions then fill it themselves).
     async fn fill(&self, room: &Arc<str>, from: u64, to: u64) {
         let limit = (to.saturating_sub(from) + 1).min(100) as u32;
         let fetched = self
             .0
-            .store
-            .events(room, EventRange::After(from.saturating_sub(1)), limit)
+            .events
+            .frames(room, EventRange::After(from.saturating_sub(1)), limit, to)
             .await;
         let mut inner = self.lock();
         let Some(entry) = inner.rooms.get_mut(room) else {
@@ -43,10 +42,7 @@ impl Hub {
         match fetched {
             Ok(page) => {
                 for e in page.events {
-                    let seq = e.seq;
-                    let ready = entry
-                        .reorder
-                        .offer(seq, Utf8Bytes::from(ServerFrame::Msg(e).to_json()));
+                    let ready = entry.reorder.offer(e.seq, Utf8Bytes::from(&*e.frame));
                     deliver(entry, room, ready);
                 }
             }

@@ -23,8 +23,9 @@ pub enum Out {
     Event(Arc<EventOut>),
     /// Start delivering a room.
     Subscribe(Box<Subscribe>),
-    /// Read what the room has beyond the session's cursor from the store and send it.
-    CatchUp { room: Arc<str> },
+    /// Read what the room has beyond the session's cursor and send it; the room is known to
+    /// have reached seq `known`.
+    CatchUp { room: Arc<str>, known: u64 },
     /// Deliver the room through `through`, then stop and send `removed`.
     Unsubscribe { room: Arc<str>, through: u64 },
     /// Answer a `sync` request (or the `sync` of `auth`).

@@ -30,7 +30,10 @@ async fn rig() -> Rig {
         .await
         .expect("store");
     let (bus, inbox) = confab_bus::connect("memory://").await.expect("bus");
-    let hub = Hub::new(bus.clone(), store.clone(), 20);
+    let cache: Arc<dyn confab_cache::Cache> =
+        Arc::new(confab_cache::memory::MemoryCache::default());
+    let events = Arc::new(crate::events::RoomEvents::new(store.clone(), cache, 200));
+    let hub = Hub::new(bus.clone(), store.clone(), events, 20);
     hub.run(inbox);
     let user = store
         .create_user(&UserName::parse("ada").expect("name"), "x")

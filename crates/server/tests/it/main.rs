@@ -5,3 +5,4 @@ mod helpers;
 
 mod delivery;
 mod lifecycle;
+mod recent;
