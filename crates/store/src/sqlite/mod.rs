@@ -8,6 +8,7 @@ mod read;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod texts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -79,9 +80,11 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(max_batch.saturating_mul(2));
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
+        let reset = Arc::new(checkpoint::WalReset::default());
+        let writer_reset = Arc::clone(&reset);
         let writer = std::thread::Builder::new()
             .name("confab-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch, thread_counters))
+            .spawn(move || writer::run(conn, rx, max_batch, thread_counters, &writer_reset))
             .map_err(|e| StoreError::Unavailable(format!("starting the writer: {e}")))?;
         Ok(SqliteStore {
             path: path.to_owned(),
@@ -93,7 +96,7 @@ impl SqliteStore {
             }),
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
-            checkpointer: Mutex::new(Some(checkpoint::Checkpointer::start(path)?)),
+            checkpointer: Mutex::new(Some(checkpoint::Checkpointer::start(path, reset)?)),
             counters,
             _temporary: None,
         })

@@ -16,6 +16,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prepared statements each connection keeps compiled.
 const STATEMENT_CACHE: usize = 64;
 
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB). A group commit dirties a few
+/// hundred pages spread over the events table and its indexes; with the default cache SQLite
+/// spills dirty pages to the WAL before the commit and reads clean ones back from the kernel.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     id            TEXT PRIMARY KEY,
@@ -100,6 +105,9 @@ pub(super) fn open_writer(path: &Path, synchronous: &str) -> StoreResult<Connect
         )));
     }
     conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    // Statement and savepoint journals stay in memory instead of a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Checkpoints run on their own connection (checkpoint.rs), never inside the writer's commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     migrate(&conn)?;

@@ -1,4 +1,5 @@
-//! Tests of the SQLite machinery itself: batching, savepoints, failures, schema version.
+//! Tests of the SQLite machinery itself: batching, savepoints and texts, failures, schema
+//! version.
 //! The behaviour every back end shares is tested in `tests/contract`.
 
 use std::sync::Arc;
@@ -129,6 +130,47 @@ fn a_refused_write_rolls_back_only_its_own_savepoint_in_a_shared_transaction() {
 }
 
 #[test]
+fn texts_around_a_membership_change_in_one_batch_see_it_and_keep_seqs_contiguous() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, bob, room) = setup(&mut conn);
+    let (c1, mut r1) = append(&room, &ada, text("a"));
+    let (c2, mut r2) = append(&room, &bob, text("b"));
+    let (join, mut joined) = oneshot::channel();
+    let c3 = Command::Join {
+        room_id: room.clone(),
+        user: bob.clone(),
+        reply: join,
+    };
+    let (c4, mut r4) = append(&room, &bob, text("b"));
+    let (c5, mut r5) = append(&room, &ada, text("c"));
+    writer::run_batch(&mut conn, vec![c1, c2, c3, c4, c5], &Counters::default());
+
+    let seq = |r: StoreResult<crate::Appended>| r.map(|a| a.event.seq).expect("stored");
+    assert_eq!(seq(r1.try_recv().expect("answered")), 2);
+    assert!(matches!(
+        r2.try_recv().expect("answered"),
+        Err(StoreError::Rule(_))
+    ));
+    let change = joined.try_recv().expect("answered").expect("joined");
+    assert_eq!(
+        change.events[0].seq, 3,
+        "the join follows the text before it"
+    );
+    assert_eq!(seq(r4.try_recv().expect("answered")), 4);
+    assert_eq!(seq(r5.try_recv().expect("answered")), 5);
+    let (last, events): (u64, u64) = conn
+        .query_row(
+            "SELECT last_seq, (SELECT count(*) FROM events WHERE room_id = ?1) \
+             FROM rooms WHERE id = ?1",
+            [&room],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("reads");
+    assert_eq!((last, events), (5, 5));
+}
+
+#[test]
 fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
     let dir = tempfile::tempdir().expect("a directory");
     let mut conn = writer_conn(&dir);
@@ -240,7 +282,7 @@ async fn the_wal_is_checkpointed_into_the_database_while_the_store_is_open() {
         };
         store.append(&room, &ada, a).await.expect("append");
     }
-    // The writer never checkpoints; the checkpointer copies the WAL into the file by itself.
+    // The checkpointer copies the WAL into the file by itself.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::fs::metadata(&path).map(|m| m.len()).expect("db file") <= before {
         assert!(

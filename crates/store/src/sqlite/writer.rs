@@ -1,5 +1,6 @@
 //! The one writer: a thread that owns the write connection and group-commits the commands
-//! waiting on its channel, each in its own savepoint inside one transaction.
+//! waiting on its channel in one transaction: text appends as `texts.rs` says, every other
+//! command in its own savepoint.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use confab_protocol::{UserRef, Visibility};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{membership, ops};
+use super::{checkpoint, membership, ops, texts::Texts};
 use crate::{Append, Appended, Change, StoreError, StoreResult};
 
 /// Where a write's answer goes.
@@ -118,6 +119,7 @@ pub(super) fn run(
     mut commands: mpsc::Receiver<Command>,
     max_batch: usize,
     counters: Arc<Counters>,
+    reset: &checkpoint::WalReset,
 ) {
     let mut done = None;
     while done.is_none() {
@@ -136,6 +138,7 @@ pub(super) fn run(
             }
         }
         run_batch(&mut conn, batch, &counters);
+        reset.run_if_asked(&conn);
     }
     // Refuse what is still queued (their callers get "closed"), then fold the WAL back.
     commands.close();
@@ -157,13 +160,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Commits `batch` in one transaction, each command in its own savepoint.
+/// Commits `batch` in one transaction: texts together, each other command in its own
+/// savepoint.
 pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &Counters) {
     if batch.is_empty() {
         return;
     }
     let now = now_ms();
     let mut finishes = Vec::with_capacity(batch.len());
+    let mut texts = Texts::default();
     let mut failure = conn
         .execute_batch("BEGIN IMMEDIATE")
         .err()
@@ -171,6 +176,29 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &C
     for command in batch {
         if failure.is_some() {
             // The transaction is gone: answer without running.
+            finishes.push(finish_unrun(command));
+            continue;
+        }
+        let command = match command {
+            Command::Append {
+                room_id,
+                user,
+                append: Append::Text { client_id, body },
+                reply,
+            } => {
+                let result = texts.append(conn, now, &room_id, &user, client_id, body);
+                if result.is_err() && conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back by itself (I/O error, disk full).
+                    failure = Some(StoreError::Unavailable("transaction rolled back".into()));
+                }
+                finishes.push(finish(reply, result).1);
+                continue;
+            }
+            command => command,
+        };
+        // The command may read or change what the texts so far have changed.
+        if let Err(e) = texts.flush(conn) {
+            failure = Some(e);
             finishes.push(finish_unrun(command));
             continue;
         }
@@ -192,6 +220,11 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &C
             // SQLite rolled the whole transaction back by itself (I/O error, disk full).
             failure = Some(StoreError::Unavailable("transaction rolled back".into()));
         }
+    }
+    if failure.is_none()
+        && let Err(e) = texts.flush(conn)
+    {
+        failure = Some(e);
     }
     if failure.is_none()
         && let Err(e) = conn.execute_batch("COMMIT")
