@@ -13,13 +13,12 @@ use confab_protocol::objects::FloodClose;
 use confab_protocol::{ClientFrame, ClientRequest, CloseCode, ErrorCode, Limits, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{handlers, writer};
 use crate::actions;
 use crate::error::ApiError;
-use crate::hub::{Out, Ready, SessionTx, SyncAsk};
+use crate::hub::{Out, Outbox, Ready, SessionTx, SyncAsk};
 use crate::metrics;
 use crate::state::{AppState, Caller, now_ms};
 
@@ -31,7 +30,9 @@ pub async fn run(app: AppState, socket: WebSocket, caller: Option<Caller>) {
     let (mut sink, mut stream) = socket.split();
     let handshake = match caller {
         Some(c) => Ok((c, None)),
-        None => first_frame_auth(&app, &mut stream).await,
+        // Boxed, as every step but the read loop: a future is as large as its largest step,
+        // and an idle connection should only carry the read loop's size for its whole life.
+        None => Box::pin(first_frame_auth(&app, &mut stream)).await,
     };
     match handshake {
         Ok((caller, sync)) => serve(app, caller, sync, sink, stream).await,
@@ -118,54 +119,53 @@ async fn serve(
     sink: SplitSink<WebSocket, Message>,
     stream: SplitStream<WebSocket>,
 ) {
-    let (outbox, rx) = mpsc::channel(app.config.outbox);
-    let (closer, closed) = watch::channel(None);
+    let outbox = Arc::new(Outbox::new(app.config.outbox));
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let tx = SessionTx {
         id,
         sid: Arc::from(format!("s_{}_{id}", app.node_id)),
         user: caller.user.clone(),
         token_hash: Arc::from(caller.token_hash.as_str()),
-        outbox,
-        closer: Arc::new(closer),
+        outbox: outbox.clone(),
     };
     let heartbeat = Duration::from_millis(app.config.heartbeat_ms);
     let writer = tokio::spawn(writer::run(
         sink,
-        rx,
-        closed.clone(),
+        outbox,
         app.events.clone(),
         heartbeat,
         app.config.outbox,
     ));
-    app.hub.add_session(&tx).await;
-    if app
-        .cache
-        .session_opened(&caller.user.id, &app.node_id)
-        .await
-        .unwrap_or(false)
-    {
-        actions::announce_presence(&app, &caller.user, true).await;
-    }
-    let close_queued = match start(&app, &tx, sync).await {
-        Ok(()) => read_loop(&app, &tx, stream, closed).await,
+    Box::pin(opened(&app, &tx)).await;
+    let close_queued = match Box::pin(start(&app, &tx, sync)).await {
+        Ok(()) => read_loop(&app, &tx, stream).await,
         Err(()) => true,
     };
     // A close queued behind its error frame must not be overtaken by this one (the writer
-    // gives `closer` priority over the outbox).
+    // gives a close code priority over what is queued).
     if !close_queued {
         tx.close(1000);
     }
     app.hub.remove_session(&tx);
-    if app
-        .cache
-        .session_closed(&caller.user.id, &app.node_id)
-        .await
-        .unwrap_or(false)
-    {
-        actions::announce_presence(&app, &caller.user, false).await;
-    }
+    Box::pin(closed(&app, &tx)).await;
     let _ = writer.await;
+}
+
+/// Registers the session with the hub and counts it online.
+async fn opened(app: &AppState, tx: &SessionTx) {
+    app.hub.add_session(tx).await;
+    let came_online = app.cache.session_opened(&tx.user.id, &app.node_id).await;
+    if came_online.unwrap_or(false) {
+        actions::announce_presence(app, &tx.user, true).await;
+    }
+}
+
+/// Counts the session offline.
+async fn closed(app: &AppState, tx: &SessionTx) {
+    let went_offline = app.cache.session_closed(&tx.user.id, &app.node_id).await;
+    if went_offline.unwrap_or(false) {
+        actions::announce_presence(app, &tx.user, false).await;
+    }
 }
 
 /// Queues `ready` (and the `auth` sync), then attaches the session to its rooms.
@@ -235,18 +235,13 @@ async fn start(
 
 /// Reads until the session ends; true when its close is already decided (queued in the
 /// outbox or set on `closer`).
-async fn read_loop(
-    app: &AppState,
-    tx: &SessionTx,
-    mut stream: SplitStream<WebSocket>,
-    mut closed: watch::Receiver<Option<u16>>,
-) -> bool {
+async fn read_loop(app: &AppState, tx: &SessionTx, mut stream: SplitStream<WebSocket>) -> bool {
     let silence = Duration::from_millis(app.config.heartbeat_ms.saturating_mul(3));
     let mut last_heard = Instant::now();
     let mut floods = SlidingCount::default();
     loop {
         let next = tokio::select! {
-            _ = closed.changed() => return true,
+            _ = tx.outbox.closed() => return true,
             next = tokio::time::timeout_at(last_heard + silence, stream.next()) => next,
         };
         let message = match next {

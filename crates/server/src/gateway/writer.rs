@@ -14,11 +14,10 @@ use confab_store::EventRange;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
 
 use super::session::close_message;
 use crate::events::RoomEvents;
-use crate::hub::{Out, Ready, Subscribe};
+use crate::hub::{Out, Outbox, Ready, Subscribe};
 use crate::metrics;
 
 /// Most missed events `sync` sends per room.
@@ -53,14 +52,13 @@ struct Writer {
     written: u64,
 }
 
-/// Runs until the outbox closes, the session is closed, or the socket fails.
+/// Runs until the session is closed or the socket fails.
 pub async fn run(
     sink: Sink,
-    mut rx: mpsc::Receiver<Out>,
-    mut closed: watch::Receiver<Option<u16>>,
+    outbox: Arc<Outbox>,
     events: Arc<RoomEvents>,
     heartbeat: Duration,
-    outbox: usize,
+    early_max: usize,
 ) {
     let mut w = Writer {
         sink,
@@ -68,17 +66,16 @@ pub async fn run(
         cursors: HashMap::new(),
         ready: false,
         early: VecDeque::new(),
-        early_max: outbox,
+        early_max,
         written: 0,
     };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let stop = loop {
         let step = tokio::select! {
             biased;
-            _ = closed.changed() => Err(Stop::Closed((*closed.borrow()).unwrap_or(1000))),
-            item = rx.recv() => match item {
-                None => Err(Stop::Gone),
-                Some(out) => w.batch(out, &mut rx).await,
+            next = outbox.next() => match next {
+                Err(code) => Err(Stop::Closed(code)),
+                Ok(out) => w.batch(out, &outbox).await,
             },
             _ = ping.tick() => w.send(Message::Ping(Default::default())).await,
         };
@@ -90,6 +87,7 @@ pub async fn run(
             break stop;
         }
     };
+    outbox.writer_gone();
     if let Stop::Closed(code) = stop {
         if code != 1000 {
             metrics::connection_kicked(code);
@@ -101,12 +99,13 @@ pub async fn run(
 
 impl Writer {
     /// Handles `first` and whatever else is already queued, up to `BATCH`.
-    async fn batch(&mut self, first: Out, rx: &mut mpsc::Receiver<Out>) -> Result<(), Stop> {
+    async fn batch(&mut self, first: Out, outbox: &Outbox) -> Result<(), Stop> {
         self.handle(first).await?;
         for _ in 1..BATCH {
-            match rx.try_recv() {
-                Ok(out) => self.handle(out).await?,
-                Err(_) => break,
+            match outbox.try_next() {
+                Some(Ok(out)) => self.handle(out).await?,
+                Some(Err(code)) => return Err(Stop::Closed(code)),
+                None => break,
             }
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! (4009). Rooms are delivered strictly in seq order: an early event is held back until the gap
 //! closes, or for `reorder_wait` after which the missing events are read from the store.
 
+mod outbox;
 mod repair;
 mod session_tx;
 mod subscriptions;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::bus_msg::{self, BusMsg, Control};
 use crate::events::RoomEvents;
+pub use outbox::Outbox;
 pub use session_tx::{EventOut, Out, Ready, SessionId, SessionTx, Subscribe, SyncAsk};
 use subscriptions::Subscriptions;
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use confab_protocol::{CloseCode, UserRef};
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+
+use super::outbox::{Outbox, Pushed};
 
 /// A session's number on this node.
 pub type SessionId = u64;
@@ -71,33 +72,18 @@ pub struct SessionTx {
     pub sid: Arc<str>,
     pub user: UserRef,
     pub token_hash: Arc<str>,
-    pub outbox: mpsc::Sender<Out>,
-    pub closer: Arc<watch::Sender<Option<u16>>>,
+    pub outbox: Arc<Outbox>,
 }
 
 impl SessionTx {
     /// Queues `out` without waiting; a full outbox closes the session (4009). False if it
     /// was not queued.
     pub fn push(&self, out: Out) -> bool {
-        match self.outbox.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(CloseCode::SLOW_CONSUMER);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.outbox.push(out, CloseCode::SLOW_CONSUMER) == Pushed::Queued
     }
 
     /// Closes the session now with `code`, dropping what is queued (the first code wins).
     pub fn close(&self, code: u16) {
-        self.closer.send_if_modified(|c| {
-            if c.is_none() {
-                *c = Some(code);
-                true
-            } else {
-                false
-            }
-        });
+        self.outbox.close(code);
     }
 }

@@ -8,9 +8,8 @@ use confab_bus::Bus;
 use confab_domain::text::{RoomName, UserName};
 use confab_protocol::{ServerFrame, UserRef, Visibility};
 use confab_store::{Append, Store, StoreOptions};
-use tokio::sync::{mpsc, watch};
 
-use super::{Hub, Out, SessionTx};
+use super::{Hub, Out, Outbox, SessionTx};
 use crate::bus_msg::{self, BusMsg};
 
 struct Rig {
@@ -20,7 +19,7 @@ struct Rig {
     hub: Hub,
     user: UserRef,
     room: Arc<str>,
-    rx: mpsc::Receiver<Out>,
+    rx: Arc<Outbox>,
 }
 
 async fn rig() -> Rig {
@@ -48,14 +47,14 @@ async fn rig() -> Rig {
         .await
         .expect("room");
     let room: Arc<str> = Arc::from(change.room.id.as_str());
-    let (outbox, rx) = mpsc::channel(64);
+    let outbox = Arc::new(Outbox::new(64));
+    let rx = outbox.clone();
     let tx = SessionTx {
         id: 1,
         sid: Arc::from("s"),
         user: user.clone(),
         token_hash: Arc::from("h"),
-        outbox,
-        closer: Arc::new(watch::channel(None).0),
+        outbox: outbox.clone(),
     };
     hub.add_session(&tx).await;
     hub.attach_rooms(&tx, std::slice::from_ref(&room));
@@ -77,7 +76,7 @@ async fn rig() -> Rig {
 
 impl Rig {
     async fn next(&mut self) -> Out {
-        tokio::time::timeout(Duration::from_secs(5), self.rx.recv())
+        tokio::time::timeout(Duration::from_secs(5), self.rx.next())
             .await
             .expect("an item in time")
             .expect("open")
@@ -144,5 +143,5 @@ async fn newest_events_lost_on_the_bus_arrive_within_two_repair_ticks() {
     r.commit(2).await;
     r.commit(3).await;
     assert_eq!((r.next_seq().await, r.next_seq().await), (2, 3));
-    assert!(r.rx.try_recv().is_err(), "each seq once");
+    assert!(r.rx.try_next().is_none(), "each seq once");
 }
