@@ -151,8 +151,11 @@ pub struct StoreOptions {
     pub sqlite_synchronous: String,
     /// Read connections (SQLite).
     pub readers: usize,
-    /// Connections per shard (PostgreSQL), shared by the shard's writer and its reads.
+    /// Connections per shard (PostgreSQL), shared by the shard's writers and its reads.
     pub pool_size: usize,
+    /// Group-commit writers per shard (PostgreSQL), each committing its own rooms' writes, so
+    /// one batch's round trips and commit overlap another's work (at most `pool_size - 2`).
+    pub pg_writers: usize,
 }
 
 impl Default for StoreOptions {
@@ -162,6 +165,7 @@ impl Default for StoreOptions {
             sqlite_synchronous: "full".into(),
             readers: 4,
             pool_size: 8,
+            pg_writers: 2,
         }
     }
 }

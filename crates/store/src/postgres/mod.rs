@@ -29,9 +29,11 @@
 //!   transaction stays true in it.
 //!
 //! # Group commit, with several nodes
-//! Each shard has one writer task per node (`writer`): it takes what is waiting and runs it
-//! as one transaction (`batch`): create missing DM rooms, lock the batch's room rows in id
-//! order (`FOR UPDATE`: nodes serialize per room, without deadlocks), read members, targets
+//! Each shard has a few writer tasks per node (`writer`, `StoreOptions::pg_writers`), each
+//! taking the writes of its share of the rooms (a room's writes always go to the same one, so
+//! they stay in order). A writer takes what is waiting and runs it as one transaction
+//! (`batch`): create missing DM rooms, lock the batch's room rows in id order (`FOR UPDATE`:
+//! nodes and writers serialize per room, without deadlocks), read members, targets
 //! and stored client ids in one query each, decide every command in memory against those facts
 //! as earlier commands change them (`ops`, `apply`: a refused command changes nothing and fails
 //! alone), then write each kind of row with one `UNNEST` statement (all the batch's events in
@@ -88,12 +90,31 @@ pub struct PgStore {
     noted: Mutex<HashSet<(String, usize)>>,
 }
 
-/// One database: its pool and its writer.
+/// One database: its pool and its writers.
 struct Shard {
     pool: PgPool,
+    /// A room's writes always go to the same writer (`lane_of`), so they stay in order; the
+    /// writers commit at the same time, each holding its own rooms' locks.
+    lanes: Vec<Lane>,
+    counters: Arc<Counters>,
+}
+
+/// One group-commit writer of a shard.
+struct Lane {
     commands: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    counters: Arc<Counters>,
+}
+
+impl Shard {
+    /// The writer that takes the writes of `room_id` (FNV-1a of the id: stable and cheap).
+    fn lane_of(&self, room_id: &str) -> &Lane {
+        let hash = room_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let count = u64::try_from(self.lanes.len()).unwrap_or(1).max(1);
+        let index = usize::try_from(hash % count).unwrap_or(0);
+        &self.lanes[index]
+    }
 }
 
 /// What the writers of all shards have done so far.
@@ -130,6 +151,10 @@ impl PgStore {
             return Err(StoreError::Config("no PostgreSQL URL".into()));
         }
         let max_batch = options.max_batch.max(1);
+        // Each writer holds a connection while batches keep coming: leave some for reads.
+        let writers = options
+            .pg_writers
+            .clamp(1, options.pool_size.saturating_sub(2).max(1));
         let mut shards = Vec::with_capacity(urls.len());
         for (index, url) in urls.iter().enumerate() {
             let pool = schema::open_pool(url, options).await?;
@@ -137,18 +162,25 @@ impl PgStore {
                 pool.close().await;
                 return Err(e);
             }
-            let (tx, rx) = mpsc::channel(max_batch.saturating_mul(2));
             let counters = Arc::new(Counters::default());
-            let task = tokio::spawn(writer::run(
-                pool.clone(),
-                rx,
-                max_batch,
-                Arc::clone(&counters),
-            ));
+            let lanes = (0..writers)
+                .map(|_| {
+                    let (tx, rx) = mpsc::channel(max_batch.saturating_mul(2));
+                    let task = tokio::spawn(writer::run(
+                        pool.clone(),
+                        rx,
+                        max_batch,
+                        Arc::clone(&counters),
+                    ));
+                    Lane {
+                        commands: tx,
+                        writer: Mutex::new(Some(task)),
+                    }
+                })
+                .collect();
             shards.push(Shard {
                 pool,
-                commands: tx,
-                writer: Mutex::new(Some(task)),
+                lanes,
                 counters,
             });
         }
@@ -211,12 +243,13 @@ impl PgStore {
         reply: fn(oneshot::Sender<StoreResult<T>>) -> Reply,
     ) -> StoreResult<T> {
         self.open()?;
+        let lane = shard.lane_of(op.room_id());
         let (tx, answer) = oneshot::channel();
         let command = Command::Write {
             op,
             reply: reply(tx),
         };
-        shard.commands.send(command).await.map_err(|_| closed())?;
+        lane.commands.send(command).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 

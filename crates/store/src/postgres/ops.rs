@@ -54,6 +54,22 @@ pub(super) enum Op {
     },
 }
 
+impl Op {
+    /// The room the write is about: every write is about exactly one.
+    pub(super) fn room_id(&self) -> &str {
+        match self {
+            Op::CreateRoom { room_id, .. }
+            | Op::OpenDm { room_id, .. }
+            | Op::Join { room_id, .. }
+            | Op::Leave { room_id, .. }
+            | Op::AddMember { room_id, .. }
+            | Op::RemoveMember { room_id, .. }
+            | Op::Append { room_id, .. }
+            | Op::SetRead { room_id, .. } => room_id,
+        }
+    }
+}
+
 /// What a write answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Outcome {

@@ -256,14 +256,14 @@ impl Store for PgStore {
     async fn close(&self) {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
-        for shard in &self.shards {
+        for lane in self.shards.iter().flat_map(|s| &s.lanes) {
             let (done, finished) = tokio::sync::oneshot::channel();
             let shutdown = super::writer::Command::Shutdown { done };
-            if shard.commands.send(shutdown).await.is_ok() {
+            if lane.commands.send(shutdown).await.is_ok() {
                 // An error means the writer already stopped.
                 let _ = finished.await;
             }
-            let task = shard.writer.lock().ok().and_then(|mut w| w.take());
+            let task = lane.writer.lock().ok().and_then(|mut w| w.take());
             if let Some(task) = task
                 && task.await.is_err()
             {
