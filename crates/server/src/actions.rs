@@ -311,7 +311,7 @@ pub async fn write(
         // A lost cache must not stop chat: the limit is skipped while it is away.
         Err(e) => tracing::warn!(error = %e, "rate limit skipped: cache unavailable"),
     }
-    commit(app, room, user, append).await
+    commit(app, room, user, append, session).await
 }
 
 /// The target rules, checked before the rate token is taken (the store checks them again).
@@ -349,27 +349,39 @@ async fn check_target(
     Ok(())
 }
 
-/// Commits and publishes in a task of its own, so a caller that goes away cannot cancel the
-/// publish of a committed event.
+/// Commits and publishes. Over HTTP in a task of its own, so a caller that goes away cannot
+/// cancel the publish of a committed event; a WebSocket session's reader awaits its handlers
+/// to the end, so it runs them in place (one task and one wake-up less per message).
 async fn commit(
     app: &AppState,
     room: &str,
     user: &UserRef,
     append: Append,
+    session: Option<SessionId>,
 ) -> Result<Appended, ApiError> {
+    if session.is_some() {
+        return commit_now(app, room, user, append).await;
+    }
     let (app, room, user) = (app.clone(), room.to_owned(), user.clone());
-    let task = tokio::spawn(async move {
-        let started = Instant::now();
-        let appended = app.store.append(&room, &user, append).await;
-        metrics::commit_latency(started.elapsed());
-        let appended = appended?;
-        if !appended.duplicate {
-            metrics::events_appended(appended.event.kind.as_str());
-            publish_event(&app, &appended.event).await;
-        }
-        Ok(appended)
-    });
+    let task = tokio::spawn(async move { commit_now(&app, &room, &user, append).await });
     task.await.map_err(|e| ApiError::internal(&e))?
+}
+
+async fn commit_now(
+    app: &AppState,
+    room: &str,
+    user: &UserRef,
+    append: Append,
+) -> Result<Appended, ApiError> {
+    let started = Instant::now();
+    let appended = app.store.append(room, user, append).await;
+    metrics::commit_latency(started.elapsed());
+    let appended = appended?;
+    if !appended.duplicate {
+        metrics::events_appended(appended.event.kind.as_str());
+        publish_event(app, &appended.event).await;
+    }
+    Ok(appended)
 }
 
 /// Moves the read marker forward and tells the user's other sessions.
