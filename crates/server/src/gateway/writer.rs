@@ -75,7 +75,8 @@ pub async fn run(
             biased;
             next = outbox.next() => match next {
                 Err(code) => Err(Stop::Closed(code)),
-                Ok(out) => w.batch(out, &outbox).await,
+                // Boxed: handling is the writer's largest state, needed only while it runs.
+                Ok(out) => Box::pin(w.batch(out, &outbox)).await,
             },
             _ = ping.tick() => w.send(Message::Ping(Default::default())).await,
         };
