@@ -24,10 +24,25 @@ use crate::state::{AppState, Caller, now_ms};
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// Serves one upgraded connection until it ends.
-pub async fn run(app: AppState, socket: WebSocket, caller: Option<Caller>) {
+/// Serves one upgraded connection until it ends. Not an `async fn`: an async fn keeps its
+/// arguments in its state for its whole life, and the whole socket is large; only its two
+/// halves (two pointers) go into the session's state.
+pub fn run(
+    app: AppState,
+    socket: WebSocket,
+    caller: Option<Caller>,
+) -> impl Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    session(app, sink, stream, caller)
+}
+
+async fn session(
+    app: AppState,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    caller: Option<Caller>,
+) {
     metrics::connection_opened();
-    let (mut sink, mut stream) = socket.split();
     let handshake = match caller {
         Some(c) => Ok((c, None)),
         // Boxed, as every step but the read loop: a future is as large as its largest step,
@@ -36,16 +51,19 @@ pub async fn run(app: AppState, socket: WebSocket, caller: Option<Caller>) {
     };
     match handshake {
         Ok((caller, sync)) => serve(app, caller, sync, sink, stream).await,
-        Err(Some(error)) => {
-            let _ = sink
-                .send(Message::Text(error.frame(None).to_json().into()))
-                .await;
-            let _ = sink.send(close_message(CloseCode::UNAUTHORIZED)).await;
-            metrics::connection_kicked(CloseCode::UNAUTHORIZED);
-        }
+        Err(Some(error)) => Box::pin(refuse(sink, error)).await,
         Err(None) => {}
     }
     metrics::connection_closed();
+}
+
+/// Tells a client its `auth` failed and closes (4001).
+async fn refuse(mut sink: SplitSink<WebSocket, Message>, error: ApiError) {
+    let _ = sink
+        .send(Message::Text(error.frame(None).to_json().into()))
+        .await;
+    let _ = sink.send(close_message(CloseCode::UNAUTHORIZED)).await;
+    metrics::connection_kicked(CloseCode::UNAUTHORIZED);
 }
 
 /// Waits for the `auth` frame; `Err(None)` when the client went away.
