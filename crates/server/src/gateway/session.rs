@@ -38,7 +38,7 @@ pub fn run(
 
 async fn session(
     app: AppState,
-    mut sink: SplitSink<WebSocket, Message>,
+    sink: SplitSink<WebSocket, Message>,
     mut stream: SplitStream<WebSocket>,
     caller: Option<Caller>,
 ) {
