@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::{handlers, writer};
 use crate::actions;
 use crate::error::ApiError;
-use crate::hub::{Out, Outbox, Ready, SessionTx, SyncAsk};
+use crate::hub::{Out, Outbox, Ready, Session, SessionTx, SyncAsk};
 use crate::metrics;
 use crate::state::{AppState, Caller, now_ms};
 
@@ -139,13 +139,13 @@ async fn serve(
 ) {
     let outbox = Arc::new(Outbox::new(app.config.outbox));
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let tx = SessionTx {
+    let tx = Arc::new(Session {
         id,
         sid: Arc::from(format!("s_{}_{id}", app.node_id)),
         user: caller.user.clone(),
         token_hash: Arc::from(caller.token_hash.as_str()),
         outbox: outbox.clone(),
-    };
+    });
     let heartbeat = Duration::from_millis(app.config.heartbeat_ms);
     let writer = tokio::spawn(writer::run(
         sink,

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::bus_msg::{self, BusMsg, Control};
 use crate::events::RoomEvents;
 pub use outbox::Outbox;
-pub use session_tx::{EventOut, Out, Ready, SessionId, SessionTx, Subscribe, SyncAsk};
+pub use session_tx::{EventOut, Out, Ready, Session, SessionId, SessionTx, Subscribe, SyncAsk};
 use subscriptions::Subscriptions;
 
 /// Most early events a room holds back while waiting for a gap to close.

@@ -65,9 +65,13 @@ pub struct SyncAsk {
     pub rooms: BTreeMap<String, u64>,
 }
 
-/// The hub's handle on one session.
-#[derive(Clone, Debug)]
-pub struct SessionTx {
+/// The hub's handle on one session: one allocation shared by the user's entry and each of
+/// the session's rooms, so a session in many rooms costs a pointer per room.
+pub type SessionTx = Arc<Session>;
+
+/// What the hub knows of one session.
+#[derive(Debug)]
+pub struct Session {
     pub id: SessionId,
     pub sid: Arc<str>,
     pub user: UserRef,
@@ -75,7 +79,7 @@ pub struct SessionTx {
     pub outbox: Arc<Outbox>,
 }
 
-impl SessionTx {
+impl Session {
     /// Queues `out` without waiting; a full outbox closes the session (4009). False if it
     /// was not queued.
     pub fn push(&self, out: Out) -> bool {

@@ -9,7 +9,7 @@ use confab_domain::text::{RoomName, UserName};
 use confab_protocol::{ServerFrame, UserRef, Visibility};
 use confab_store::{Append, Store, StoreOptions};
 
-use super::{Hub, Out, Outbox, SessionTx};
+use super::{Hub, Out, Outbox, Session};
 use crate::bus_msg::{self, BusMsg};
 
 struct Rig {
@@ -49,13 +49,13 @@ async fn rig() -> Rig {
     let room: Arc<str> = Arc::from(change.room.id.as_str());
     let outbox = Arc::new(Outbox::new(64));
     let rx = outbox.clone();
-    let tx = SessionTx {
+    let tx = Arc::new(Session {
         id: 1,
         sid: Arc::from("s"),
         user: user.clone(),
         token_hash: Arc::from("h"),
         outbox: outbox.clone(),
-    };
+    });
     hub.add_session(&tx).await;
     hub.attach_rooms(&tx, std::slice::from_ref(&room));
     let mut rig = Rig {
