@@ -118,11 +118,6 @@ pub(super) async fn open_pool(url: &str, options: &StoreOptions) -> StoreResult<
             "idle_in_transaction_session_timeout",
             IDLE_IN_TRANSACTION_TIMEOUT,
         ),
-        // Plan each statement for its arguments and the tables as they are now. A generic plan
-        // made while `events` was small (a new database, before autovacuum's first ANALYZE)
-        // stays cached on the connection and looks client ids up by scanning the whole table:
-        // measured at 7 M rows read in 10 s, appends 2–3× slower.
-        ("plan_cache_mode", "force_custom_plan"),
     ]);
     let size = u32::try_from(options.pool_size.max(2)).unwrap_or(u32::MAX);
     let pool = PgPoolOptions::new()
