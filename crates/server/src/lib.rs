@@ -12,6 +12,8 @@ mod bus_msg;
 pub mod config;
 pub mod error;
 mod events;
+#[cfg(test)]
+mod fixture;
 mod gateway;
 mod hub;
 pub mod metrics;

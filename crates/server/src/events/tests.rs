@@ -8,9 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use confab_cache::memory::MemoryCache;
 use confab_cache::{Cache, CacheError, CachedEvent, Rate, Recent, Span};
-use confab_domain::text::{RoomName, UserName};
-use confab_protocol::{Event, UserRef, Visibility};
-use confab_store::{Append, EventRange, Store, StoreOptions};
+use confab_protocol::{Event, UserRef};
+use confab_store::{Append, EventRange, Store};
 
 use super::{RoomEvents, frame_of, unbroken};
 
@@ -76,22 +75,14 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = confab_store::connect(&url, &StoreOptions::default())
-        .await
-        .expect("store");
+    let crate::fixture::Fixture {
+        dir,
+        store,
+        user,
+        room: change,
+    } = crate::fixture::store_with_room().await;
     let cache = Arc::new(Flaky::default());
     let events = Arc::new(RoomEvents::new(store.clone(), cache.clone(), 50));
-    let user = store
-        .create_user(&UserName::parse("ada").expect("name"), "x")
-        .await
-        .expect("user");
-    let name = RoomName::parse("r").expect("name");
-    let change = store
-        .create_room(&user, &name, Visibility::Public)
-        .await
-        .expect("room");
     for e in &change.events {
         events.committed(e, &frame_of(e).frame).await;
     }

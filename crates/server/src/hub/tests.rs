@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_bus::Bus;
-use confab_domain::text::{RoomName, UserName};
-use confab_protocol::{ServerFrame, UserRef, Visibility};
-use confab_store::{Append, Store, StoreOptions};
+use confab_protocol::{ServerFrame, UserRef};
+use confab_store::{Append, Store};
 
 use super::{Hub, Out, Outbox, Session};
 use crate::bus_msg::{self, BusMsg};
@@ -23,29 +22,18 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = confab_store::connect(&url, &StoreOptions::default())
-        .await
-        .expect("store");
+    let crate::fixture::Fixture {
+        dir,
+        store,
+        user,
+        room: change,
+    } = crate::fixture::store_with_room().await;
     let (bus, inbox) = confab_bus::connect("memory://").await.expect("bus");
     let cache: Arc<dyn confab_cache::Cache> =
         Arc::new(confab_cache::memory::MemoryCache::default());
     let events = Arc::new(crate::events::RoomEvents::new(store.clone(), cache, 200));
     let hub = Hub::new(bus.clone(), store.clone(), events, 20);
     hub.run(inbox);
-    let user = store
-        .create_user(&UserName::parse("ada").expect("name"), "x")
-        .await
-        .expect("user");
-    let change = store
-        .create_room(
-            &user,
-            &RoomName::parse("r").expect("name"),
-            Visibility::Public,
-        )
-        .await
-        .expect("room");
     let room: Arc<str> = Arc::from(change.room.id.as_str());
     let outbox = Arc::new(Outbox::new(64));
     let rx = outbox.clone();

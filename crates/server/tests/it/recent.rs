@@ -48,6 +48,17 @@ async fn doctor(url: &str, event: &Event, body: &str) {
         .expect("redis write");
 }
 
+/// Sends `m0`, `m1`, `m2` and waits for their acks.
+async fn send_three(ws: &mut confab_client::WsClient, room: &str) {
+    for i in 0..3 {
+        let reply = ws
+            .request(build::send(room, &format!("c{i}"), &format!("m{i}")), WAIT)
+            .await
+            .expect("reply");
+        assert!(matches!(reply, ServerFrame::Ack { .. }), "{reply:?}");
+    }
+}
+
 #[tokio::test]
 async fn with_redis_sync_and_the_first_history_page_are_read_from_the_cache() {
     let Some(url) = redis_url() else { return };
@@ -56,13 +67,7 @@ async fn with_redis_sync_and_the_first_history_page_are_read_from_the_cache() {
     let (ada, _) = app.user("ada").await;
     let r = room(&ada, "cached", Visibility::Public).await;
     let (mut ws, _) = app.ws(&ada).await;
-    for i in 0..3 {
-        let reply = ws
-            .request(build::send(&r.id, &format!("c{i}"), &format!("m{i}")), WAIT)
-            .await
-            .expect("reply");
-        assert!(matches!(reply, ServerFrame::Ack { .. }), "{reply:?}");
-    }
+    send_three(&mut ws, &r.id).await;
     let page = ada
         .messages(&r.id, None, None, None)
         .await
@@ -125,13 +130,7 @@ async fn with_the_cache_of_events_turned_off_everything_reads_the_store() {
     let (ada, _) = app.user("ada").await;
     let r = room(&ada, "uncached", Visibility::Public).await;
     let (mut ws, _) = app.ws(&ada).await;
-    for i in 0..3 {
-        let reply = ws
-            .request(build::send(&r.id, &format!("c{i}"), &format!("m{i}")), WAIT)
-            .await
-            .expect("reply");
-        assert!(matches!(reply, ServerFrame::Ack { .. }), "{reply:?}");
-    }
+    send_three(&mut ws, &r.id).await;
     let page = ada
         .messages(&r.id, None, None, Some(2))
         .await
