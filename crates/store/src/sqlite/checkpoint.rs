@@ -40,7 +40,7 @@ impl WalReset {
         }
     }
 
-    fn ask(&self) {
+    pub(super) fn ask(&self) {
         self.0.store(true, Ordering::Release);
     }
 }

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::writer::{self, Command, Counters};
-use super::{SqliteStore, schema};
+use super::{SqliteStore, checkpoint, schema};
 use crate::{Append, Store, StoreError, StoreOptions, StoreResult};
 
 fn writer_conn(dir: &tempfile::TempDir) -> Connection {
@@ -292,6 +292,40 @@ async fn the_wal_is_checkpointed_into_the_database_while_the_store_is_open() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     store.close().await;
+}
+
+#[test]
+fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, _, room) = setup(&mut conn);
+    for i in 0..50 {
+        let (c, _r) = append(&room, &ada, text(&format!("c{i}")));
+        writer::run_batch(&mut conn, vec![c], &Counters::default());
+    }
+    // Columns: busy, frames in the WAL, frames copied. Reading it checkpoints nothing here:
+    // the writer connection has `wal_autocheckpoint` off and nobody asked yet.
+    let frames = |conn: &Connection| -> i64 {
+        conn.query_row("PRAGMA wal_checkpoint(NOOP)", [], |r| r.get(1))
+            .unwrap_or(-1)
+    };
+    let long = frames(&conn);
+    assert!(long > 50, "{long} frames");
+    let reset = checkpoint::WalReset::default();
+    reset.run_if_asked(&conn);
+    let (c, _r) = append(&room, &ada, text("not asked"));
+    writer::run_batch(&mut conn, vec![c], &Counters::default());
+    assert!(
+        frames(&conn) > long,
+        "without being asked the writer only appends"
+    );
+
+    reset.ask();
+    reset.run_if_asked(&conn);
+    let (c, _r) = append(&room, &ada, text("asked"));
+    writer::run_batch(&mut conn, vec![c], &Counters::default());
+    let restarted = frames(&conn);
+    assert!(restarted < 10, "the WAL started over: {restarted} frames");
 }
 
 #[tokio::test]
