@@ -4,7 +4,7 @@
 //! Events arrive from the bus already serialized; the hub hands the same bytes to every local
 //! session of the room with `try_send` and never waits on a session: a full outbox closes it
 //! (4009). Rooms are delivered strictly in seq order: an early event is held back until the gap
-//! closes, or for `reorder_wait` after which the missing events are read from the store.
+//! closes, or for `reorder_wait` after which the missing events are read (cache, else store).
 
 mod outbox;
 mod repair;
@@ -113,7 +113,7 @@ impl Hub {
         self.0.subs.barrier().await;
     }
 
-    /// Delivers these rooms to the session from now on; each gets a catch-up from the store
+    /// Delivers these rooms to the session from now on; each gets a catch-up (cache, else store)
     /// once the room's bus subscription is live.
     pub fn attach_rooms(&self, s: &SessionTx, rooms: &[Arc<str>]) {
         let mut inner = self.lock();

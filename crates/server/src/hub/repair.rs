@@ -10,7 +10,7 @@ use confab_store::EventRange;
 use super::{Hub, deliver};
 
 impl Hub {
-    /// After `reorder_wait`, reads a gap that has not closed from the store.
+    /// After `reorder_wait`, reads a gap that has not closed (cache, else store).
     pub(super) fn fill_gap_later(&self, room: Arc<str>) {
         let hub = self.clone();
         tokio::spawn(async move {
