@@ -1,25 +1,30 @@
-//! The WebSocket gateway: the upgrade (Origin check, header auth, buffer limits), then a session
-//! made of a reader (this module's `session`), a writer task and a bounded outbox between them.
+//! The WebSocket gateway: the upgrade (Origin check, header auth), then one task per session
+//! that reads the client's frames and writes what its outbox holds, over this module's own
+//! framing (`ws`), which keeps no buffer for an idle connection.
 
 mod handlers;
 mod session;
 mod writer;
+mod ws;
 
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::http::{HeaderMap, header};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use confab_protocol::ErrorCode;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /v1/ws`.
-pub async fn upgrade(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
+pub async fn upgrade(State(app): State<AppState>, mut request: Request) -> Response {
+    let headers = request.headers();
+    let key = match handshake_key(request.method(), headers) {
+        Ok(key) => key,
+        Err(message) => return ApiError::bad_request(message).into_response(),
+    };
     if !app.is_ready() {
         return ApiError::new(
             ErrorCode::Unavailable,
@@ -27,25 +32,61 @@ pub async fn upgrade(
         )
         .into_response();
     }
-    if !origin_allowed(&headers, &app.config.allowed_origins) {
+    if !origin_allowed(headers, &app.config.allowed_origins) {
         return ApiError::new(ErrorCode::Forbidden, "origin not allowed").into_response();
     }
-    let caller = match bearer(&headers) {
+    let caller = match bearer(headers) {
         Some(token) => match app.authenticate(Some(token)).await {
             Ok(c) => Some(c),
             Err(e) => return e.into_response(),
         },
         None => None,
     };
-    let max = app.config.max_frame;
-    // tungstenite's defaults (128 KiB buffers, 64 MiB messages) would cost ~125 KB per idle
-    // connection and let one client make the server buffer without bound.
-    ws.read_buffer_size(1024)
-        .write_buffer_size(8192)
-        .max_write_buffer_size(max.saturating_mul(16).max(1 << 20))
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| session::run(app, socket, caller))
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return ApiError::bad_request("this connection cannot be upgraded").into_response();
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let conn = ws::Conn::new(TokioIo::new(upgraded), app.config.max_frame);
+                session::run(app, conn, caller).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, key);
+    response
+}
+
+/// Checks an RFC 6455 opening handshake; the `Sec-WebSocket-Accept` value that answers it.
+fn handshake_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if method != Method::GET {
+        return Err("a websocket upgrade must be a GET");
+    }
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return Err("expected a websocket upgrade (Connection: upgrade, Upgrade: websocket)");
+    }
+    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return Err("unsupported Sec-WebSocket-Version; this server speaks 13");
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("missing Sec-WebSocket-Key")?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| "bad Sec-WebSocket-Key")
 }
 
 /// The token of an `Authorization: Bearer` header.

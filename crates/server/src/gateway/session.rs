@@ -1,21 +1,22 @@
-//! One WebSocket session's reader: the handshake (`auth` frame or header), then reading frames,
-//! answering them through the outbox, and watching heartbeats and floods.
+//! One WebSocket session, in one task: the handshake (`auth` frame or header), then a loop
+//! that reads the client's frames (answering through the outbox), delivers what the outbox
+//! holds, and keeps the heartbeat. One task, not a reader and a writer: an idle connection then
+//! costs one small future and no buffers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use confab_domain::limits::SlidingCount;
 use confab_protocol::frames::Auth;
 use confab_protocol::objects::FloodClose;
 use confab_protocol::{ClientFrame, ClientRequest, CloseCode, ErrorCode, Limits, ServerFrame};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 
-use super::{handlers, writer};
+use super::handlers;
+use super::writer::{CLOSE_WAIT, PROTOCOL_ERROR, Stop, Writer, close_reason};
+use super::ws::{Conn, Incoming, ReadError};
 use crate::actions;
 use crate::error::ApiError;
 use crate::hub::{Out, Outbox, Ready, Session, SessionTx, SyncAsk};
@@ -24,71 +25,63 @@ use crate::state::{AppState, Caller, now_ms};
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// Serves one upgraded connection until it ends. Not an `async fn`: an async fn keeps its
-/// arguments in its state for its whole life, and the whole socket is large; only its two
-/// halves (two pointers) go into the session's state.
-pub fn run(
-    app: AppState,
-    socket: WebSocket,
-    caller: Option<Caller>,
-) -> impl Future<Output = ()> + Send {
-    let (sink, stream) = socket.split();
-    session(app, sink, stream, caller)
-}
-
-async fn session(
-    app: AppState,
-    sink: SplitSink<WebSocket, Message>,
-    mut stream: SplitStream<WebSocket>,
-    caller: Option<Caller>,
-) {
+/// Serves one upgraded connection until it ends.
+pub async fn run(app: AppState, mut conn: Conn, caller: Option<Caller>) {
     metrics::connection_opened();
     let handshake = match caller {
         Some(c) => Ok((c, None)),
-        // Boxed, as every step but the read loop: a future is as large as its largest step,
-        // and an idle connection should only carry the read loop's size for its whole life.
-        None => Box::pin(first_frame_auth(&app, &mut stream)).await,
+        // Boxed, as every step but the loop: a future is as large as its largest step, and an
+        // idle connection should only carry the loop's size for its whole life.
+        None => Box::pin(first_frame_auth(&app, &mut conn)).await,
     };
     match handshake {
-        Ok((caller, sync)) => serve(app, caller, sync, sink, stream).await,
-        Err(Some(error)) => Box::pin(refuse(sink, error)).await,
+        Ok((caller, sync)) => Box::pin(serve(app, caller, sync, conn)).await,
+        Err(Some(error)) => Box::pin(refuse(conn, error)).await,
         Err(None) => {}
     }
     metrics::connection_closed();
 }
 
 /// Tells a client its `auth` failed and closes (4001).
-async fn refuse(mut sink: SplitSink<WebSocket, Message>, error: ApiError) {
-    let _ = sink
-        .send(Message::Text(error.frame(None).to_json().into()))
-        .await;
-    let _ = sink.send(close_message(CloseCode::UNAUTHORIZED)).await;
+async fn refuse(mut conn: Conn, error: ApiError) {
+    conn.queue_text(&error.frame(None).to_json());
+    let code = CloseCode::UNAUTHORIZED;
+    conn.close(code, close_reason(code), CLOSE_WAIT).await;
     metrics::connection_kicked(CloseCode::UNAUTHORIZED);
 }
 
 /// Waits for the `auth` frame; `Err(None)` when the client went away.
 async fn first_frame_auth(
     app: &AppState,
-    stream: &mut SplitStream<WebSocket>,
+    conn: &mut Conn,
 ) -> Result<(Caller, Option<BTreeMap<String, u64>>), Option<ApiError>> {
     let deadline = Duration::from_millis(app.config.auth_timeout_ms);
-    let frame = loop {
-        match tokio::time::timeout(deadline, stream.next()).await {
-            Err(_) => {
-                return Err(Some(ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "no auth frame in time",
-                )));
+    let first_text = async {
+        loop {
+            match conn.read().await {
+                Ok(Incoming::Text(t)) => return Ok(t),
+                Ok(Incoming::Ping(payload)) => {
+                    conn.queue_pong(&payload);
+                    conn.flush().await.map_err(|_| None)?;
+                }
+                Ok(Incoming::Pong) => {}
+                Ok(Incoming::Binary) => {
+                    return Err(Some(ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "the first frame must be auth",
+                    )));
+                }
+                Ok(Incoming::Close) | Err(_) => return Err(None),
             }
-            Ok(None | Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Err(None),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            Ok(Some(Ok(Message::Text(t)))) => break t,
-            Ok(Some(Ok(Message::Binary(_)))) => {
-                return Err(Some(ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "the first frame must be auth",
-                )));
-            }
+        }
+    };
+    let frame = match tokio::time::timeout(deadline, first_text).await {
+        Ok(frame) => frame?,
+        Err(_) => {
+            return Err(Some(ApiError::new(
+                ErrorCode::Unauthorized,
+                "no auth frame in time",
+            )));
         }
     };
     match ClientRequest::parse(&frame) {
@@ -113,30 +106,7 @@ async fn first_frame_auth(
     }
 }
 
-/// The close frame for a code.
-pub fn close_message(code: u16) -> Message {
-    let reason = match code {
-        CloseCode::UNAUTHORIZED => "unauthorized",
-        CloseCode::FLOOD => "too many rate-limited requests",
-        CloseCode::SLOW_CONSUMER => "too slow: reconnect and sync",
-        CloseCode::TOO_LARGE => "message too large",
-        CloseCode::RESTART => "node restarting: reconnect",
-        CloseCode::GOING_AWAY => "no heartbeat",
-        _ => "",
-    };
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
-}
-
-async fn serve(
-    app: AppState,
-    caller: Caller,
-    sync: Option<BTreeMap<String, u64>>,
-    sink: SplitSink<WebSocket, Message>,
-    stream: SplitStream<WebSocket>,
-) {
+async fn serve(app: AppState, caller: Caller, sync: Option<BTreeMap<String, u64>>, conn: Conn) {
     let outbox = Arc::new(Outbox::new(app.config.outbox));
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let tx = Arc::new(Session {
@@ -147,26 +117,21 @@ async fn serve(
         outbox: outbox.clone(),
     });
     let heartbeat = Duration::from_millis(app.config.heartbeat_ms);
-    let writer = tokio::spawn(writer::run(
-        sink,
-        outbox,
-        app.events.clone(),
-        heartbeat,
-        app.config.outbox,
-    ));
+    let silence = heartbeat.saturating_mul(3);
+    let mut w = Writer::new(conn, outbox, app.events.clone(), app.config.outbox, silence);
     Box::pin(opened(&app, &tx)).await;
-    let close_queued = match Box::pin(start(&app, &tx, sync)).await {
-        Ok(()) => read_loop(&app, &tx, stream).await,
-        Err(()) => true,
-    };
-    // A close queued behind its error frame must not be overtaken by this one (the writer
-    // gives a close code priority over what is queued).
-    if !close_queued {
-        tx.close(1000);
-    }
+    // A failure here is queued (an error frame and a close), so the loop sends it.
+    let _ = Box::pin(start(&app, &tx, sync)).await;
+    let stop = serve_loop(&app, &tx, &mut w, heartbeat).await;
+    w.outbox.writer_gone();
     app.hub.remove_session(&tx);
     Box::pin(closed(&app, &tx)).await;
-    let _ = writer.await;
+    if let Stop::Closed(code) = stop {
+        if code != 1000 {
+            metrics::connection_kicked(code);
+        }
+        Box::pin(w.close(code)).await;
+    }
 }
 
 /// Registers the session with the hub and counts it online.
@@ -251,92 +216,142 @@ async fn start(
     Ok(())
 }
 
-/// Reads until the session ends; true when its close is already decided (queued in the
-/// outbox or set on `closer`).
-async fn read_loop(app: &AppState, tx: &SessionTx, mut stream: SplitStream<WebSocket>) -> bool {
-    let silence = Duration::from_millis(app.config.heartbeat_ms.saturating_mul(3));
+/// What woke the session.
+enum Step {
+    Out(Result<Out, u16>),
+    In(Result<Incoming, ReadError>),
+    Tick,
+}
+
+/// Reads, delivers and keeps the heartbeat until the session ends; why it ended.
+async fn serve_loop(app: &AppState, tx: &SessionTx, w: &mut Writer, heartbeat: Duration) -> Stop {
+    let silence = heartbeat.saturating_mul(3);
     let mut last_heard = Instant::now();
+    let mut next_ping = last_heard + heartbeat;
+    // One timer, reset only when it fires: hearing from the client only moves the silence
+    // deadline later, so a wake-up before it is checked and rearmed.
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
     let mut floods = SlidingCount::default();
+    let mut reading = true;
     loop {
-        let next = tokio::select! {
-            _ = tx.outbox.closed() => return true,
-            next = tokio::time::timeout_at(last_heard + silence, stream.next()) => next,
+        // Not biased: a busy outbox must not starve reading (or the heartbeat).
+        let step = tokio::select! {
+            next = w.outbox.next() => Step::Out(next),
+            read = w.conn.read(), if reading => Step::In(read),
+            () = &mut timer => Step::Tick,
         };
-        let message = match next {
-            Err(_) => {
-                tx.close(CloseCode::GOING_AWAY);
-                return true;
+        let done = match step {
+            Step::Out(Err(code)) => Err(Stop::Closed(code)),
+            // Boxed: handling is the largest state, needed only while it runs.
+            Step::Out(Ok(out)) => Box::pin(w.batch(out)).await,
+            Step::In(read) => {
+                last_heard = Instant::now();
+                match read {
+                    Ok(message) => Box::pin(on_message(app, tx, w, message, &mut floods)).await,
+                    Err(e) => {
+                        reading = false;
+                        read_failed(tx, e)
+                    }
+                }
             }
-            Ok(None) => return false,
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => return protocol_error(tx, e),
-        };
-        last_heard = Instant::now();
-        let text = match message {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                reply_error(
-                    tx,
-                    None,
-                    &ApiError::bad_request("binary frames are not accepted; send JSON text frames"),
-                );
-                continue;
-            }
-            Message::Close(_) => return false,
-            Message::Ping(_) | Message::Pong(_) => continue,
-        };
-        let request = match ClientRequest::parse(&text) {
-            Ok(r) => r,
-            Err(e) => {
-                reply_error(tx, e.reference, &ApiError::bad_request(e.message));
-                continue;
+            Step::Tick => {
+                let now = Instant::now();
+                if now >= last_heard + silence {
+                    Err(Stop::Closed(CloseCode::GOING_AWAY))
+                } else {
+                    if now >= next_ping {
+                        w.ping();
+                        next_ping = now + heartbeat;
+                    }
+                    timer.as_mut().reset(next_ping.min(last_heard + silence));
+                    Ok(())
+                }
             }
         };
-        let reference = request.reference.clone();
-        // Boxed: the handlers' state machines are large, and an idle session should not carry
-        // their size for its whole life (memory per idle connection).
-        if let Err(e) = Box::pin(handlers::handle(app, tx, request)).await {
-            reply_error(tx, reference, &e);
-            let flood = &app.config;
-            if e.code == ErrorCode::RateLimited
-                && floods.record(now_ms() as u64, flood.flood_count, flood.flood_window_ms)
-            {
-                tx.push(Out::Close(CloseCode::FLOOD));
-                return true;
-            }
+        let flushed = match done {
+            Ok(()) => w.flush().await,
+            Err(stop) => Err(stop),
+        };
+        if let Err(stop) = flushed {
+            return stop;
         }
     }
+}
+
+/// Handles one message from the client.
+async fn on_message(
+    app: &AppState,
+    tx: &SessionTx,
+    w: &mut Writer,
+    message: Incoming,
+    floods: &mut SlidingCount,
+) -> Result<(), Stop> {
+    let text = match message {
+        Incoming::Text(t) => t,
+        Incoming::Binary => {
+            reply_error(
+                tx,
+                None,
+                &ApiError::bad_request("binary frames are not accepted; send JSON text frames"),
+            );
+            return Ok(());
+        }
+        Incoming::Ping(payload) => {
+            w.conn.queue_pong(&payload);
+            return Ok(());
+        }
+        Incoming::Pong => return Ok(()),
+        Incoming::Close => return Err(Stop::Closed(1000)),
+    };
+    let request = match ClientRequest::parse(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            reply_error(tx, e.reference, &ApiError::bad_request(e.message));
+            return Ok(());
+        }
+    };
+    let reference = request.reference.clone();
+    if let Err(e) = handlers::handle(app, tx, request).await {
+        reply_error(tx, reference, &e);
+        let flood = &app.config;
+        if e.code == ErrorCode::RateLimited
+            && floods.record(now_ms() as u64, flood.flood_count, flood.flood_window_ms)
+        {
+            tx.push(Out::Close(CloseCode::FLOOD));
+        }
+    }
+    Ok(())
 }
 
 fn reply_error(tx: &SessionTx, reference: Option<serde_json::Value>, e: &ApiError) {
     tx.push(Out::Frame(e.frame(reference).to_json().into()));
 }
 
-/// A read error: too large (1009) and bad UTF-8 (1007) are told to the client (true: the close
-/// is queued); others just end.
-fn protocol_error(tx: &SessionTx, e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    let inner = e.into_inner();
-    tracing::debug!(error = %inner, "websocket read error");
-    match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => {
+/// A read error: too large (1009) and bad UTF-8 (1007) are told to the client behind what is
+/// already queued; a broken frame closes at once (1002); a failed socket just ends.
+fn read_failed(tx: &SessionTx, e: ReadError) -> Result<(), Stop> {
+    tracing::debug!(error = %e, "websocket read ended");
+    match e {
+        ReadError::TooLarge => {
             reply_error(
                 tx,
                 None,
                 &ApiError::new(ErrorCode::TooLarge, "message over max_frame"),
             );
             tx.push(Out::Close(CloseCode::TOO_LARGE));
-            true
+            Ok(())
         }
-        Some(WsError::Utf8(_)) => {
+        ReadError::BadUtf8 => {
             reply_error(
                 tx,
                 None,
                 &ApiError::bad_request("text frames must be valid UTF-8"),
             );
             tx.push(Out::Close(1007));
-            true
+            Ok(())
         }
-        _ => false,
+        ReadError::Protocol(_) => Err(Stop::Closed(PROTOCOL_ERROR)),
+        ReadError::Ended | ReadError::Io(_) => Err(Stop::Gone),
     }
 }

@@ -1,21 +1,19 @@
-//! A session's writer task: drains the outbox in order, keeps each room's cursor so every seq
+//! A session's sending side: drains the outbox in order, keeps each room's cursor so every seq
 //! goes out exactly once and in order (reading any gap through the cache's recent events, else
-//! the store), answers `sync`, sends heartbeat pings, and writes whatever is queued with one
-//! flush.
+//! the store), answers `sync`, and writes whatever is queued with one system call where the
+//! socket takes it. It owns the connection; the session's loop reads through it too.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use confab_protocol::frames::SyncedRoom;
 use confab_protocol::{CloseCode, ErrorCode, ServerFrame};
 use confab_store::EventRange;
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
+use futures_util::FutureExt;
 use serde_json::Value;
 
-use super::session::close_message;
+use super::ws::Conn;
 use crate::events::RoomEvents;
 use crate::hub::{Out, Outbox, Ready, Subscribe};
 use crate::metrics;
@@ -24,10 +22,12 @@ use crate::metrics;
 const SYNC_MAX: usize = 500;
 /// Most events a cursor may be behind before the session is told to reconnect instead.
 const CATCH_UP_MAX: usize = 10_000;
-/// Most queued items written before one flush.
+/// Most queued items handled before one flush.
 const BATCH: usize = 64;
-
-type Sink = SplitSink<WebSocket, Message>;
+/// Bytes queued that make `send` flush before going on (catch-up can queue many events).
+const FLUSH_AT: usize = 64 * 1024;
+/// How long a closing handshake may take before the socket is dropped.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 struct Cursor {
     /// The last seq sent on this connection.
@@ -36,74 +36,56 @@ struct Cursor {
     live_from: u64,
 }
 
-/// Why the writer stops.
-enum Stop {
+/// Why a session stops.
+#[derive(Debug)]
+pub enum Stop {
+    /// Close the connection with this code.
     Closed(u16),
+    /// The socket is gone.
     Gone,
 }
 
-struct Writer {
-    sink: Sink,
+/// A session's connection, its outbox and its rooms' cursors.
+pub struct Writer {
+    pub conn: Conn,
+    pub outbox: Arc<Outbox>,
     events: Arc<RoomEvents>,
     cursors: HashMap<Arc<str>, Cursor>,
     ready: bool,
     early: VecDeque<Out>,
     early_max: usize,
     written: u64,
-}
-
-/// Runs until the session is closed or the socket fails.
-pub async fn run(
-    sink: Sink,
-    outbox: Arc<Outbox>,
-    events: Arc<RoomEvents>,
-    heartbeat: Duration,
-    early_max: usize,
-) {
-    let mut w = Writer {
-        sink,
-        events,
-        cursors: HashMap::new(),
-        ready: false,
-        early: VecDeque::new(),
-        early_max,
-        written: 0,
-    };
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    let stop = loop {
-        let step = tokio::select! {
-            biased;
-            next = outbox.next() => match next {
-                Err(code) => Err(Stop::Closed(code)),
-                // Boxed: handling is the writer's largest state, needed only while it runs.
-                Ok(out) => Box::pin(w.batch(out, &outbox)).await,
-            },
-            _ = ping.tick() => w.send(Message::Ping(Default::default())).await,
-        };
-        let step = match step {
-            Ok(()) => w.flush().await,
-            Err(stop) => Err(stop),
-        };
-        if let Err(stop) = step {
-            break stop;
-        }
-    };
-    outbox.writer_gone();
-    if let Stop::Closed(code) = stop {
-        if code != 1000 {
-            metrics::connection_kicked(code);
-        }
-        let _ = w.sink.send(close_message(code)).await;
-    }
-    let _ = w.sink.close().await;
+    /// How long a write may wait for the client to take bytes.
+    stall: Duration,
 }
 
 impl Writer {
+    /// A writer for `conn`; at most `early_max` items wait for `ready`.
+    pub fn new(
+        conn: Conn,
+        outbox: Arc<Outbox>,
+        events: Arc<RoomEvents>,
+        early_max: usize,
+        stall: Duration,
+    ) -> Self {
+        Writer {
+            conn,
+            outbox,
+            events,
+            cursors: HashMap::new(),
+            ready: false,
+            early: VecDeque::new(),
+            early_max,
+            written: 0,
+            stall,
+        }
+    }
+
     /// Handles `first` and whatever else is already queued, up to `BATCH`.
-    async fn batch(&mut self, first: Out, outbox: &Outbox) -> Result<(), Stop> {
+    pub async fn batch(&mut self, first: Out) -> Result<(), Stop> {
         self.handle(first).await?;
         for _ in 1..BATCH {
-            match outbox.try_next() {
+            match self.outbox.try_next() {
                 Some(Ok(out)) => self.handle(out).await?,
                 Some(Err(code)) => return Err(Stop::Closed(code)),
                 None => break,
@@ -124,7 +106,7 @@ impl Writer {
         match out {
             Out::Ready(ready) => {
                 let Ready { frame, cursors } = *ready;
-                self.send(Message::Text(frame)).await?;
+                self.send(&frame).await?;
                 for (room, from) in cursors {
                     self.cursors.insert(
                         room,
@@ -139,7 +121,7 @@ impl Writer {
                     Box::pin(self.handle(out)).await?;
                 }
             }
-            Out::Frame(frame) => self.send(Message::Text(frame)).await?,
+            Out::Frame(frame) => self.send(&frame).await?,
             Out::Event(event) => {
                 let (room, seq) = (&event.room, event.seq);
                 let Some(last) = self.cursors.get(room).map(|c| c.last) else {
@@ -151,7 +133,7 @@ impl Writer {
                 if seq > last + 1 {
                     Box::pin(self.must_catch_up(room, Some(seq - 1), seq - 1)).await?;
                 }
-                self.send(Message::Text(event.frame.clone())).await?;
+                self.send(&event.frame).await?;
                 self.advance(room, seq);
             }
             Out::Subscribe(sub) => {
@@ -164,7 +146,7 @@ impl Writer {
                     return Ok(());
                 }
                 if let Some(frame) = announce {
-                    self.send(Message::Text(frame)).await?;
+                    self.send(&frame).await?;
                 }
                 self.cursors.insert(
                     room,
@@ -183,14 +165,10 @@ impl Writer {
                 }
                 Box::pin(self.must_catch_up(&room, Some(through), through)).await?;
                 self.cursors.remove(&room);
-                self.send(Message::Text(
-                    ServerFrame::Removed {
-                        room: room.to_string(),
-                    }
-                    .to_json()
-                    .into(),
-                ))
-                .await?;
+                let removed = ServerFrame::Removed {
+                    room: room.to_string(),
+                };
+                self.send(&removed.to_json()).await?;
             }
             // Store reads are boxed so an idle writer's future stays small.
             Out::Sync(ask) => Box::pin(self.sync(ask.reference, ask.rooms)).await?,
@@ -236,8 +214,7 @@ impl Writer {
                 if to.is_some_and(|t| event.seq > t) {
                     return Ok(true);
                 }
-                self.send(Message::Text(Utf8Bytes::from(&*event.frame)))
-                    .await?;
+                self.send(&event.frame).await?;
                 self.advance(room, event.seq);
                 sent += 1;
             }
@@ -323,7 +300,7 @@ impl Writer {
             reference,
             rooms: result,
         };
-        self.send(Message::Text(frame.to_json().into())).await
+        self.send(&frame.to_json()).await
     }
 
     /// Sends events in `(from, to]` without touching the cursor; `(count, reached to)`.
@@ -346,8 +323,7 @@ impl Writer {
             let more = page.has_more;
             for event in page.events.into_iter().take_while(|e| e.seq <= to) {
                 last = event.seq;
-                self.send(Message::Text(Utf8Bytes::from(&*event.frame)))
-                    .await?;
+                self.send(&event.frame).await?;
                 sent += 1;
             }
             if !more {
@@ -357,17 +333,59 @@ impl Writer {
         Ok((sent, last >= to || sent < max))
     }
 
-    async fn send(&mut self, message: Message) -> Result<(), Stop> {
+    /// Queues a frame, writing out what is queued once it is large.
+    async fn send(&mut self, frame: &str) -> Result<(), Stop> {
         self.written += 1;
-        self.sink.feed(message).await.map_err(|_| Stop::Gone)
+        self.conn.queue_text(frame);
+        if self.conn.pending() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), Stop> {
+    /// Queues a ping.
+    pub fn ping(&mut self) {
+        self.conn.queue_ping();
+    }
+
+    /// Writes what is queued. A client that takes no bytes for `stall`, or a session closed
+    /// meanwhile (its outbox overflowed), stops the wait.
+    pub async fn flush(&mut self) -> Result<(), Stop> {
         if self.written > 0 {
             metrics::frames_delivered(self.written);
             self.written = 0;
         }
-        self.sink.flush().await.map_err(|_| Stop::Gone)
+        if self.conn.pending() == 0 {
+            return Ok(());
+        }
+        // Most flushes finish at once: try before arming a timer.
+        if let Some(done) = self.conn.flush().now_or_never() {
+            return done.map_err(|_| Stop::Gone);
+        }
+        tokio::select! {
+            done = self.conn.flush() => done.map_err(|_| Stop::Gone),
+            code = self.outbox.closed() => Err(Stop::Closed(code)),
+            () = tokio::time::sleep(self.stall) => Err(Stop::Closed(CloseCode::SLOW_CONSUMER)),
+        }
+    }
+
+    /// Sends a close frame with `code` (after what was flushed; nothing else) and ends.
+    pub async fn close(mut self, code: u16) {
+        self.conn.close(code, close_reason(code), CLOSE_WAIT).await;
+    }
+}
+
+/// The reason sent with a close code.
+pub fn close_reason(code: u16) -> &'static str {
+    match code {
+        CloseCode::UNAUTHORIZED => "unauthorized",
+        CloseCode::FLOOD => "too many rate-limited requests",
+        CloseCode::SLOW_CONSUMER => "too slow: reconnect and sync",
+        CloseCode::TOO_LARGE => "message too large",
+        CloseCode::RESTART => "node restarting: reconnect",
+        CloseCode::GOING_AWAY => "no heartbeat",
+        PROTOCOL_ERROR => "websocket protocol error",
+        _ => "",
     }
 }
 
@@ -380,3 +398,5 @@ fn store_failed(e: confab_store::StoreError) -> Stop {
 
 /// WebSocket close code for an unexpected server condition.
 const INTERNAL_ERROR: u16 = 1011;
+/// WebSocket close code for a frame that breaks RFC 6455.
+pub const PROTOCOL_ERROR: u16 = 1002;
