@@ -12,7 +12,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use confab_protocol::ErrorCode;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::error::ApiError;
@@ -37,7 +36,7 @@ pub async fn upgrade(State(app): State<AppState>, mut request: Request) -> Respo
     }
     let caller = match bearer(headers) {
         Some(token) => match app.authenticate(Some(token)).await {
-            Ok(c) => Some(c),
+            Ok(c) => Some(Box::new(c)),
             Err(e) => return e.into_response(),
         },
         None => None,
@@ -48,15 +47,7 @@ pub async fn upgrade(State(app): State<AppState>, mut request: Request) -> Respo
     else {
         return ApiError::bad_request("this connection cannot be upgraded").into_response();
     };
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let conn = ws::Conn::new(TokioIo::new(upgraded), app.config.max_frame);
-                session::run(app, conn, caller).await;
-            }
-            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
-        }
-    });
+    tokio::spawn(session::run(app, on_upgrade, caller));
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();

@@ -12,6 +12,8 @@ use confab_domain::limits::SlidingCount;
 use confab_protocol::frames::Auth;
 use confab_protocol::objects::FloodClose;
 use confab_protocol::{ClientFrame, ClientRequest, CloseCode, ErrorCode, Limits, ServerFrame};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::handlers;
@@ -25,25 +27,70 @@ use crate::state::{AppState, Caller, now_ms};
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// Serves one upgraded connection until it ends.
-pub async fn run(app: AppState, mut conn: Conn, caller: Option<Caller>) {
+/// Serves one connection from its upgrade until it ends. What a session keeps for its whole
+/// life lives in this one future, the task's only state: the steps before and after the loop
+/// are boxed, and nothing long-lived is passed on by value (an `async fn` stores its arguments
+/// apart from its locals, so a value handed down would be held twice).
+pub async fn run(app: AppState, upgrade: OnUpgrade, caller: Option<Box<Caller>>) {
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket upgrade failed");
+            return;
+        }
+    };
+    let c = &app.config;
+    let heartbeat = Duration::from_millis(c.heartbeat_ms);
+    let conn = Conn::new(TokioIo::new(upgraded), c.max_frame);
+    let outbox = Arc::new(Outbox::new(c.outbox));
+    let stall = heartbeat.saturating_mul(3);
+    let mut w = Writer::new(conn, outbox, app.events.clone(), c.outbox, stall);
     metrics::connection_opened();
     let handshake = match caller {
         Some(c) => Ok((c, None)),
-        // Boxed, as every step but the loop: a future is as large as its largest step, and an
-        // idle connection should only carry the loop's size for its whole life.
-        None => Box::pin(first_frame_auth(&app, &mut conn)).await,
+        None => Box::pin(first_frame_auth(&app, &mut w.conn)).await,
     };
-    match handshake {
-        Ok((caller, sync)) => Box::pin(serve(app, caller, sync, conn)).await,
-        Err(Some(error)) => Box::pin(refuse(conn, error)).await,
-        Err(None) => {}
+    let (caller, sync) = match handshake {
+        Ok(ok) => ok,
+        Err(error) => {
+            if let Some(error) = error {
+                Box::pin(refuse(&mut w.conn, error)).await;
+            }
+            metrics::connection_closed();
+            return;
+        }
+    };
+    let tx = new_session(&app, *caller, &w.outbox);
+    Box::pin(opened(&app, &tx)).await;
+    // A failure here is queued (an error frame and a close), so the loop sends it.
+    let _ = Box::pin(start(&app, &tx, sync)).await;
+    let stop = serve_loop(&app, &tx, &mut w, heartbeat).await;
+    w.outbox.writer_gone();
+    app.hub.remove_session(&tx);
+    Box::pin(closed(&app, &tx)).await;
+    if let Stop::Closed(code) = stop {
+        if code != 1000 {
+            metrics::connection_kicked(code);
+        }
+        Box::pin(w.close(code)).await;
     }
     metrics::connection_closed();
 }
 
+/// The session as the hub sees it.
+fn new_session(app: &AppState, caller: Caller, outbox: &Arc<Outbox>) -> SessionTx {
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    Arc::new(Session {
+        id,
+        sid: Arc::from(format!("s_{}_{id}", app.node_id)),
+        user: caller.user,
+        token_hash: Arc::from(caller.token_hash),
+        outbox: outbox.clone(),
+    })
+}
+
 /// Tells a client its `auth` failed and closes (4001).
-async fn refuse(mut conn: Conn, error: ApiError) {
+async fn refuse(conn: &mut Conn, error: ApiError) {
     conn.queue_text(&error.frame(None).to_json());
     let code = CloseCode::UNAUTHORIZED;
     conn.close(code, close_reason(code), CLOSE_WAIT).await;
@@ -54,7 +101,7 @@ async fn refuse(mut conn: Conn, error: ApiError) {
 async fn first_frame_auth(
     app: &AppState,
     conn: &mut Conn,
-) -> Result<(Caller, Option<BTreeMap<String, u64>>), Option<ApiError>> {
+) -> Result<(Box<Caller>, Option<BTreeMap<String, u64>>), Option<ApiError>> {
     let deadline = Duration::from_millis(app.config.auth_timeout_ms);
     let first_text = async {
         loop {
@@ -97,40 +144,12 @@ async fn first_frame_auth(
                     ApiError::unauthorized()
                 }
             })?;
-            Ok((caller, sync))
+            Ok((Box::new(caller), sync))
         }
         _ => Err(Some(ApiError::new(
             ErrorCode::Unauthorized,
             "the first frame must be auth",
         ))),
-    }
-}
-
-async fn serve(app: AppState, caller: Caller, sync: Option<BTreeMap<String, u64>>, conn: Conn) {
-    let outbox = Arc::new(Outbox::new(app.config.outbox));
-    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let tx = Arc::new(Session {
-        id,
-        sid: Arc::from(format!("s_{}_{id}", app.node_id)),
-        user: caller.user.clone(),
-        token_hash: Arc::from(caller.token_hash.as_str()),
-        outbox: outbox.clone(),
-    });
-    let heartbeat = Duration::from_millis(app.config.heartbeat_ms);
-    let silence = heartbeat.saturating_mul(3);
-    let mut w = Writer::new(conn, outbox, app.events.clone(), app.config.outbox, silence);
-    Box::pin(opened(&app, &tx)).await;
-    // A failure here is queued (an error frame and a close), so the loop sends it.
-    let _ = Box::pin(start(&app, &tx, sync)).await;
-    let stop = serve_loop(&app, &tx, &mut w, heartbeat).await;
-    w.outbox.writer_gone();
-    app.hub.remove_session(&tx);
-    Box::pin(closed(&app, &tx)).await;
-    if let Stop::Closed(code) = stop {
-        if code != 1000 {
-            metrics::connection_kicked(code);
-        }
-        Box::pin(w.close(code)).await;
     }
 }
 

@@ -358,10 +358,15 @@ impl Writer {
         if self.conn.pending() == 0 {
             return Ok(());
         }
-        // Most flushes finish at once: try before arming a timer.
-        if let Some(done) = self.conn.flush().now_or_never() {
-            return done.map_err(|_| Stop::Gone);
+        // Most flushes finish at once: try before arming a timer. The wait is boxed so the
+        // session's future does not carry its size.
+        match self.conn.flush().now_or_never() {
+            Some(done) => done.map_err(|_| Stop::Gone),
+            None => Box::pin(self.wait_flushed()).await,
         }
+    }
+
+    async fn wait_flushed(&mut self) -> Result<(), Stop> {
         tokio::select! {
             done = self.conn.flush() => done.map_err(|_| Stop::Gone),
             code = self.outbox.closed() => Err(Stop::Closed(code)),
