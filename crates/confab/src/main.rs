@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use confab_server::{App, Config};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: a session frees its buffers whenever it goes idle, and
+/// glibc spent ~14% of fan-out CPU allocating and consolidating them (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "confab",
