@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -66,7 +66,12 @@ pub fn recent_read(hit: bool) {
 
 /// Frames written to WebSocket connections.
 pub fn frames_delivered(n: u64) {
-    counter!("confab_frames_delivered_total").increment(n);
+    // Counted at every flush, the hottest path: the registry lookup (hash and compare the
+    // name, ~2% of fan-out CPU) is done once. Sessions exist only after `install`.
+    static FRAMES: OnceLock<Counter> = OnceLock::new();
+    FRAMES
+        .get_or_init(|| counter!("confab_frames_delivered_total"))
+        .increment(n);
 }
 
 /// An HTTP request answered, by route template and status class.

@@ -124,15 +124,19 @@ impl Writer {
             Out::Frame(frame) => self.send(&frame).await?,
             Out::Event(event) => {
                 let (room, seq) = (&event.room, event.seq);
-                let Some(last) = self.cursors.get(room).map(|c| c.last) else {
+                let Some(cursor) = self.cursors.get_mut(room) else {
                     return Ok(());
                 };
+                let last = cursor.last;
                 if seq <= last {
                     return Ok(());
                 }
-                if seq > last + 1 {
-                    Box::pin(self.must_catch_up(room, Some(seq - 1), seq - 1)).await?;
+                if seq == last + 1 {
+                    // The common case, with one map lookup.
+                    cursor.last = seq;
+                    return self.send(&event.frame).await;
                 }
+                Box::pin(self.must_catch_up(room, Some(seq - 1), seq - 1)).await?;
                 self.send(&event.frame).await?;
                 self.advance(room, seq);
             }
