@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::ws::Utf8Bytes;
+use axum::serve::ListenerExt;
 use confab_bus::Delivery;
 use confab_protocol::{CloseCode, ServerFrame};
 use rand::RngExt;
@@ -100,6 +101,13 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = api::router(state.clone());
         let server = tokio::spawn(async move {
+            // Nagle would hold a frame written right after another until the client's
+            // (delayed, up to 40 ms) ACK: chat frames are small and must go at once.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.await;
