@@ -1,4 +1,5 @@
-//! A session's outbox: a bounded queue from the hub and the reader to the writer, and the
+//! A session's outbox: a bounded queue from the hub and the session's own handlers to its
+//! sending side, and the
 //! session's close code.
 //!
 //! It holds no memory while empty (an idle connection should cost little): the queue grows as
@@ -28,13 +29,13 @@ struct State {
     writer_gone: bool,
 }
 
-/// One session's queue and close code; shared by the hub, the reader and the writer.
+/// One session's queue and close code; shared by the hub and the session's task.
 pub struct Outbox {
     state: Mutex<State>,
     cap: usize,
-    /// Wakes the writer: items or a close.
+    /// Wakes the session: items or a close.
     items: Notify,
-    /// Wakes the reader: a close.
+    /// Wakes whoever waits for the close (a session's stalled write).
     closing: Notify,
 }
 
@@ -140,7 +141,7 @@ impl Outbox {
         }
     }
 
-    /// The writer has ended: later pushes are refused and queued items dropped.
+    /// The session has ended: later pushes are refused and queued items dropped.
     pub fn writer_gone(&self) {
         let mut st = self.state();
         st.writer_gone = true;

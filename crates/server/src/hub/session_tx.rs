@@ -12,7 +12,7 @@ use super::outbox::{Outbox, Pushed};
 /// A session's number on this node.
 pub type SessionId = u64;
 
-/// What a session's writer task is asked to do, in order. Kept small (the outbox holds many):
+/// What a session is asked to send or do, in order. Kept small (the outbox holds many):
 /// rare, large requests are boxed, and an event is one allocation shared by all its sessions.
 #[derive(Debug)]
 pub enum Out {
