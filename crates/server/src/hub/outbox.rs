@@ -1,6 +1,5 @@
 //! A session's outbox: a bounded queue from the hub and the session's own handlers to its
-//! sending side, and the
-//! session's close code.
+//! sending side, and the session's close code.
 //!
 //! It holds no memory while empty (an idle connection should cost little): the queue grows as
 //! items come and is given back once drained, unlike a channel's preallocated blocks.
