@@ -4,6 +4,7 @@
 //! tungstenite's `FrameHeader` still parses frame headers.
 
 use std::io::Cursor;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -84,8 +85,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if let Some(message) = self.parse()? {
                 return Poll::Ready(Ok(message));
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut buf = ReadBuf::new(&mut chunk);
+            // Uninitialized: this runs at every wake-up of the session, readable or not.
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut chunk);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
             if buf.filled().is_empty() {
                 return Poll::Ready(Err(ReadError::Ended));
