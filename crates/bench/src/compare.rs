@@ -57,7 +57,7 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 2000)]
     pub connect_conns: usize,
     /// capacity: per-sender rates tried in turn on the fanout shape, until one fails
-    /// (loss, < 95% of the offered rate delivered, or delivery p99 over 500 ms).
+    /// (loss, < 95% of the offered rate delivered, or delivery p99 over 50 ms).
     #[arg(
         long,
         value_delimiter = ',',

@@ -97,7 +97,7 @@ pub fn markdown(reports: &[RunReport]) -> String {
     if !rs.is_empty() {
         let _ = writeln!(
             s,
-            "### capacity (fanout shape, per-sender rate raised until a step fails: loss, < 95% delivered, or delivery p99 > 500 ms)\n"
+            "### capacity (fanout shape, per-sender rate raised until a step fails: loss, < 95% delivered, or delivery p99 > 50 ms)\n"
         );
         let _ = writeln!(
             s,
