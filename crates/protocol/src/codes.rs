@@ -66,4 +66,12 @@ impl CloseCode {
     pub const SLOW_CONSUMER: u16 = 4009;
     /// Nothing arrived for three heartbeats.
     pub const GOING_AWAY: u16 = 1001;
+    /// An ordinary close (the answer to a client's close).
+    pub const NORMAL: u16 = 1000;
+    /// A frame that breaks RFC 6455.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not valid UTF-8.
+    pub const BAD_UTF8: u16 = 1007;
+    /// The store failed while catching the session up (reconnect and `sync`).
+    pub const INTERNAL_ERROR: u16 = 1011;
 }

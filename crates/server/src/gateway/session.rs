@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::handlers;
-use super::writer::{CLOSE_WAIT, PROTOCOL_ERROR, Stop, Writer, close_reason};
+use super::writer::{CLOSE_WAIT, Stop, Writer, close_reason};
 use super::ws::{Conn, Incoming, ReadError};
 use crate::actions;
 use crate::error::ApiError;
@@ -43,8 +43,9 @@ pub async fn run(app: AppState, upgrade: OnUpgrade, caller: Option<Box<Caller>>)
     let heartbeat = Duration::from_millis(c.heartbeat_ms);
     let conn = Conn::new(TokioIo::new(upgraded), c.max_frame);
     let outbox = Arc::new(Outbox::new(c.outbox));
-    let stall = heartbeat.saturating_mul(3);
-    let mut w = Writer::new(conn, outbox, app.events.clone(), c.outbox, stall);
+    // Three heartbeats: the silence after which a client is gone, reading or writing.
+    let silence = heartbeat.saturating_mul(3);
+    let mut w = Writer::new(conn, outbox, app.events.clone(), c.outbox, silence);
     metrics::connection_opened();
     let handshake = match caller {
         Some(c) => Ok((c, None)),
@@ -64,12 +65,12 @@ pub async fn run(app: AppState, upgrade: OnUpgrade, caller: Option<Box<Caller>>)
     Box::pin(opened(&app, &tx)).await;
     // A failure here is queued (an error frame and a close), so the loop sends it.
     let _ = Box::pin(start(&app, &tx, sync)).await;
-    let stop = serve_loop(&app, &tx, &mut w, heartbeat).await;
+    let stop = serve_loop(&app, &tx, &mut w, heartbeat, silence).await;
     w.outbox.writer_gone();
     app.hub.remove_session(&tx);
     Box::pin(closed(&app, &tx)).await;
     if let Stop::Closed(code) = stop {
-        if code != 1000 {
+        if code != CloseCode::NORMAL {
             metrics::connection_kicked(code);
         }
         Box::pin(w.close(code)).await;
@@ -243,8 +244,13 @@ enum Step {
 }
 
 /// Reads, delivers and keeps the heartbeat until the session ends; why it ended.
-async fn serve_loop(app: &AppState, tx: &SessionTx, w: &mut Writer, heartbeat: Duration) -> Stop {
-    let silence = heartbeat.saturating_mul(3);
+async fn serve_loop(
+    app: &AppState,
+    tx: &SessionTx,
+    w: &mut Writer,
+    heartbeat: Duration,
+    silence: Duration,
+) -> Stop {
     let mut last_heard = Instant::now();
     let mut next_ping = last_heard + heartbeat;
     // One timer, reset only when it fires: hearing from the client only moves the silence
@@ -280,7 +286,7 @@ async fn serve_loop(app: &AppState, tx: &SessionTx, w: &mut Writer, heartbeat: D
                     Err(Stop::Closed(CloseCode::GOING_AWAY))
                 } else {
                     if now >= next_ping {
-                        w.ping();
+                        w.conn.queue_ping();
                         next_ping = now + heartbeat;
                     }
                     timer.as_mut().reset(next_ping.min(last_heard + silence));
@@ -321,7 +327,7 @@ async fn on_message(
             return Ok(());
         }
         Incoming::Pong => return Ok(()),
-        Incoming::Close => return Err(Stop::Closed(1000)),
+        Incoming::Close => return Err(Stop::Closed(CloseCode::NORMAL)),
     };
     let request = match ClientRequest::parse(&text) {
         Ok(r) => r,
@@ -367,10 +373,10 @@ fn read_failed(tx: &SessionTx, e: ReadError) -> Result<(), Stop> {
                 None,
                 &ApiError::bad_request("text frames must be valid UTF-8"),
             );
-            tx.push(Out::Close(1007));
+            tx.push(Out::Close(CloseCode::BAD_UTF8));
             Ok(())
         }
-        ReadError::Protocol(_) => Err(Stop::Closed(PROTOCOL_ERROR)),
+        ReadError::Protocol(_) => Err(Stop::Closed(CloseCode::PROTOCOL_ERROR)),
         ReadError::Ended | ReadError::Io(_) => Err(Stop::Gone),
     }
 }

@@ -347,11 +347,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Queues a ping.
-    pub fn ping(&mut self) {
-        self.conn.queue_ping();
-    }
-
     /// Writes what is queued. A client that takes no bytes for `stall`, or a session closed
     /// meanwhile (its outbox overflowed), stops the wait.
     pub async fn flush(&mut self) -> Result<(), Stop> {
@@ -393,7 +388,7 @@ pub fn close_reason(code: u16) -> &'static str {
         CloseCode::TOO_LARGE => "message too large",
         CloseCode::RESTART => "node restarting: reconnect",
         CloseCode::GOING_AWAY => "no heartbeat",
-        PROTOCOL_ERROR => "websocket protocol error",
+        CloseCode::PROTOCOL_ERROR => "websocket protocol error",
         _ => "",
     }
 }
@@ -402,10 +397,5 @@ pub fn close_reason(code: u16) -> &'static str {
 /// reconnects and resumes with `sync`.
 fn store_failed(e: confab_store::StoreError) -> Stop {
     tracing::warn!(error = %e, "store read failed during delivery; closing the session");
-    Stop::Closed(INTERNAL_ERROR)
+    Stop::Closed(CloseCode::INTERNAL_ERROR)
 }
-
-/// WebSocket close code for an unexpected server condition.
-const INTERNAL_ERROR: u16 = 1011;
-/// WebSocket close code for a frame that breaks RFC 6455.
-pub const PROTOCOL_ERROR: u16 = 1002;

@@ -205,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Queues a close frame; `reason` must fit a control frame (123 bytes).
-    pub fn queue_close(&mut self, code: u16, reason: &str) {
+    fn queue_close(&mut self, code: u16, reason: &str) {
         let mut payload = Vec::with_capacity(2 + reason.len());
         payload.extend_from_slice(&code.to_be_bytes());
         payload.extend_from_slice(reason.as_bytes());
