@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::append::{self, AppendOpts};
+use crate::cluster::{Cluster, Engines};
 use crate::driver::{LoadOpts, StormHow};
 use crate::node::{External, Node, Spawned};
 use crate::report::RunReport;
@@ -117,9 +118,22 @@ pub enum BenchCommand {
 /// Options every load scenario takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// Server to measure (`http://host:port`); without it the bench starts one (--server).
+    /// Server to measure (`http://host:port`, or a comma-separated list of a cluster's nodes);
+    /// without it the bench starts one (--server).
     #[arg(long)]
     pub target: Option<String>,
+    /// confab nodes to start (more than one needs a shared --store and --bus).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Store of the confab nodes the bench starts (`postgres://...`) [default: SQLite].
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Bus of the confab nodes the bench starts (`nats://...`, `redis://...`).
+    #[arg(long)]
+    pub bus: Option<String>,
+    /// Cache of the confab nodes the bench starts (`redis://...`).
+    #[arg(long)]
+    pub cache: Option<String>,
     /// Which server to start when there is no --target.
     #[arg(long, value_enum, default_value = "confab")]
     pub server: ServerKind,
@@ -210,10 +224,29 @@ impl Common {
     /// The server to measure: --target, or one started now.
     pub async fn node(&self) -> anyhow::Result<Box<dyn Node>> {
         if let Some(url) = &self.target {
+            let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+            if urls.len() > 1 {
+                return Ok(Box::new(Cluster::external(&urls)));
+            }
             return Ok(Box::new(External::new(url, self.server_pid)));
         }
+        let engines = Engines {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            cache: self.cache.clone(),
+        };
+        if self.nodes > 1 {
+            anyhow::ensure!(
+                self.server == ServerKind::Confab,
+                "--nodes starts confab nodes only"
+            );
+            let cluster = Cluster::confab(self.confab_bin.clone(), self.nodes, &engines).await?;
+            return Ok(Box::new(cluster));
+        }
         Ok(match self.server {
-            ServerKind::Confab => Box::new(Spawned::confab(self.confab_bin.clone(), &[]).await?),
+            ServerKind::Confab => {
+                Box::new(Spawned::confab(self.confab_bin.clone(), &engines.env()).await?)
+            }
             ServerKind::Floor => Box::new(Spawned::floor(self.floor_bin.clone()).await?),
             ServerKind::Socketio => Box::new(Spawned::socketio(self.socketio_dir.clone()).await?),
         })

@@ -76,12 +76,19 @@ pub async fn run_load(
     opts: &LoadOpts,
 ) -> anyhow::Result<LoadResult> {
     let n = conns.len();
-    let pid = node.pid();
-    let rss_before = pid.and_then(procstat::rss_bytes);
+    let pids = node.pids();
+    let rss_before = procstat::rss_of(&pids);
     let per = opts.per_process.max(1);
     let chunks = n.div_ceil(per).max(1);
     let mut workers = Vec::new();
     let mut rest = conns;
+    // A cluster: connection i goes to node i mod n.
+    let urls = node.base_urls();
+    if urls.len() > 1 {
+        for (i, conn) in rest.iter_mut().enumerate() {
+            conn.url = Some(urls[i % urls.len()].clone());
+        }
+    }
     let run = format!("{:x}", rand::random::<u32>());
     for index in 0..chunks {
         let take = rest.len().div_ceil(chunks - index);
@@ -111,7 +118,7 @@ pub async fn run_load(
     let mut c = Coordinator {
         last: vec![Snapshot::default(); workers.len()],
         workers,
-        progress: Progress::new(opts.progress, pid, n),
+        progress: Progress::new(opts.progress, pids.clone(), n),
     };
     let started = Instant::now();
     let connected = c
@@ -135,7 +142,7 @@ pub async fn run_load(
         anyhow::bail!("no connection could be opened: {err}");
     }
     c.pump("settling", Duration::from_millis(500)).await?;
-    let rss_connected = pid.and_then(procstat::rss_bytes);
+    let rss_connected = procstat::rss_of(&pids);
 
     let mut window = Snapshot::default();
     let mut window_secs = 0.0;
@@ -155,7 +162,7 @@ pub async fn run_load(
         )
         .await?;
         let start = c.mark().await?;
-        let cpu0 = pid.and_then(procstat::sample);
+        let cpu0 = procstat::sample_of(&pids);
         let w0 = Instant::now();
         match opts.storm {
             Some((at, how)) => {
@@ -168,8 +175,8 @@ pub async fn run_load(
         }
         let end = c.mark().await?;
         window_secs = w0.elapsed().as_secs_f64();
-        let same_pid = node.pid() == pid;
-        if let (Some(a), Some(b), true) = (cpu0, pid.and_then(procstat::sample), same_pid) {
+        let same_pids = node.pids() == pids;
+        if let (Some(a), Some(b), true) = (cpu0, procstat::sample_of(&pids), same_pids) {
             server_cpu_us = Some(b.cpu_us.saturating_sub(a.cpu_us));
             window_secs = (b.at - a.at).as_secs_f64();
         }
@@ -207,7 +214,7 @@ pub async fn run_load(
         w.reap(Duration::from_secs(5)).await;
     }
     c.progress.done();
-    let rss_end = node.pid().and_then(procstat::rss_bytes);
+    let rss_end = procstat::rss_of(&node.pids());
     Ok(LoadResult {
         merged: Merged::from_results(&results)?,
         conns: n,
@@ -349,8 +356,8 @@ impl Coordinator {
             }
         }
         // A restarted node is a new process: follow its CPU from now on.
-        self.progress.pid = node.pid();
-        self.progress.last_cpu = self.progress.pid.and_then(procstat::cpu_us);
+        self.progress.pids = node.pids();
+        self.progress.last_cpu = procstat::cpu_us_of(&self.progress.pids);
         // Wait for the drop to show, then for everyone to be back.
         self.pump("storm", Duration::from_millis(600)).await?;
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -366,7 +373,7 @@ impl Coordinator {
 struct Progress {
     on: bool,
     tty: bool,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     conns: usize,
     started: Instant,
     last_at: Instant,
@@ -375,16 +382,16 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(on: bool, pid: Option<u32>, conns: usize) -> Self {
+    fn new(on: bool, pids: Vec<u32>, conns: usize) -> Self {
         Progress {
             on,
             tty: std::io::stderr().is_terminal(),
-            pid,
+            last_cpu: procstat::cpu_us_of(&pids),
+            pids,
             conns,
             started: Instant::now(),
             last_at: Instant::now(),
             last: Snapshot::default(),
-            last_cpu: pid.and_then(procstat::cpu_us),
         }
     }
 
@@ -393,7 +400,7 @@ impl Progress {
         if !self.on || dt < 1.0 {
             return;
         }
-        let cpu = self.pid.and_then(procstat::cpu_us);
+        let cpu = procstat::cpu_us_of(&self.pids);
         let cpu_pct = match (cpu, self.last_cpu) {
             (Some(a), Some(b)) => format!("{:.0}%", a.saturating_sub(b) as f64 / dt / 1e4),
             _ => "?".into(),

@@ -10,6 +10,7 @@
 
 pub mod append;
 pub mod cli;
+pub mod cluster;
 pub mod compare;
 pub mod driver;
 pub mod link;

@@ -87,7 +87,7 @@ pub async fn open(
         Dialect::Confab => open_confab(target, conn, bind, sync).await,
         Dialect::Socketio => {
             let (tx, rx, starts) = crate::sio::open(
-                &target.base_url,
+                conn.url.as_deref().unwrap_or(&target.base_url),
                 &conn.name,
                 &conn.rooms,
                 bind,
@@ -120,7 +120,8 @@ async fn open_confab(
             sync: Some(sync),
         },
     };
-    let (ws, ready) = WsClient::connect_with(&target.base_url, auth, &options)
+    let url = conn.url.as_deref().unwrap_or(&target.base_url);
+    let (ws, ready) = WsClient::connect_with(url, auth, &options)
         .await
         .map_err(|e| describe(&e))?;
     let starts = ready

@@ -30,6 +30,14 @@ pub trait Node: Send + Sync {
     fn restartable(&self) -> bool {
         false
     }
+    /// Every node's `http://host:port`: one, or a cluster's nodes.
+    fn base_urls(&self) -> Vec<String> {
+        vec![self.base_url()]
+    }
+    /// The process ids of every node that are known (CPU and memory are summed over them).
+    fn pids(&self) -> Vec<u32> {
+        self.pid().into_iter().collect()
+    }
 }
 
 /// A server someone else runs.

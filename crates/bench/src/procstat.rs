@@ -53,6 +53,30 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The summed CPU time of `pids` (the nodes of a cluster); `None` if any is gone or none given.
+pub fn cpu_us_of(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| cpu_us(*p)).sum()
+}
+
+/// A summed CPU sample of `pids` now.
+pub fn sample_of(pids: &[u32]) -> Option<CpuSample> {
+    Some(CpuSample {
+        cpu_us: cpu_us_of(pids)?,
+        at: Instant::now(),
+    })
+}
+
+/// The summed resident memory of `pids`; `None` if any is gone or none given.
+pub fn rss_of(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| rss_bytes(*p)).sum()
+}
+
 /// The id of the process that listens on 127.0.0.1 (or any address) at `port`, if it is
 /// visible to us: the socket's inode from /proc/net/tcp{,6}, then the process holding it.
 pub fn pid_listening_on(port: u16) -> Option<u32> {

@@ -53,6 +53,7 @@ pub fn shape_conns(shape: &Shape, pop: &Population) -> Vec<ConnSpec> {
                 token: user.token.clone(),
                 rooms: vec![room.clone()],
                 send,
+                url: None,
             });
         }
     }
@@ -129,6 +130,7 @@ async fn spread(
                 token: pop.users[u].token.clone(),
                 rooms: vec![pop.rooms[u / 10].clone()],
                 send: None,
+                url: None,
             }
         })
         .collect())

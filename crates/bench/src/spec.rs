@@ -29,6 +29,9 @@ pub struct ConnSpec {
     pub rooms: Vec<String>,
     /// Set when this connection also sends.
     pub send: Option<SendSpec>,
+    /// The node to connect to, when it is not the run's one target (a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A sender's fixed-rate schedule in one room: message `n` is due at
