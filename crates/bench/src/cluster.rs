@@ -7,6 +7,17 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use crate::node::{External, Node, Spawned};
+use crate::spec::ConnSpec;
+
+/// Sends connection `i` to node `i mod n` (nothing to do for one node).
+pub fn spread_over(conns: &mut [ConnSpec], urls: &[String]) {
+    if urls.len() < 2 {
+        return;
+    }
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.url = Some(urls[i % urls.len()].clone());
+    }
+}
 
 /// The shared engines of started nodes (`None`: confab's embedded default).
 #[derive(Debug, Clone, Default)]
@@ -90,6 +101,14 @@ impl Cluster {
         Ok(Cluster { nodes, label })
     }
 
+    /// Nodes started some other way (tests run theirs in-process).
+    pub fn of(nodes: Vec<Box<dyn Node>>, label: &str) -> Cluster {
+        Cluster {
+            nodes,
+            label: label.to_string(),
+        }
+    }
+
     /// Servers already running at `urls`.
     pub fn external(urls: &[&str]) -> Cluster {
         let nodes: Vec<Box<dyn Node>> = urls
@@ -104,10 +123,7 @@ impl Cluster {
 #[async_trait]
 impl Node for Cluster {
     fn base_url(&self) -> String {
-        self.nodes
-            .first()
-            .map(|n| n.base_url())
-            .unwrap_or_default()
+        self.nodes.first().map(|n| n.base_url()).unwrap_or_default()
     }
     fn pid(&self) -> Option<u32> {
         self.nodes.first().and_then(|n| n.pid())
@@ -137,5 +153,69 @@ impl Node for Cluster {
     fn pids(&self) -> Vec<u32> {
         let pids: Option<Vec<u32>> = self.nodes.iter().map(|n| n.pid()).collect();
         pids.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(i: usize) -> ConnSpec {
+        ConnSpec {
+            name: format!("u{i}"),
+            token: String::new(),
+            rooms: Vec::new(),
+            send: None,
+            url: None,
+        }
+    }
+
+    #[test]
+    fn connections_go_round_robin_over_the_nodes() {
+        let mut conns: Vec<ConnSpec> = (0..7).map(conn).collect();
+        let urls = vec!["http://a".to_string(), "http://b".into(), "http://c".into()];
+        spread_over(&mut conns, &urls);
+        let got: Vec<&str> = conns.iter().filter_map(|c| c.url.as_deref()).collect();
+        assert_eq!(
+            got,
+            [
+                "http://a", "http://b", "http://c", "http://a", "http://b", "http://c", "http://a"
+            ]
+        );
+    }
+
+    #[test]
+    fn one_node_leaves_the_connections_on_the_target() {
+        let mut conns: Vec<ConnSpec> = (0..3).map(conn).collect();
+        spread_over(&mut conns, &["http://a".to_string()]);
+        assert!(conns.iter().all(|c| c.url.is_none()));
+    }
+
+    #[test]
+    fn several_nodes_need_a_shared_store_and_bus() {
+        let sqlite = Engines::default();
+        assert!(sqlite.check(1).is_ok());
+        assert!(sqlite.check(2).is_err());
+        let no_bus = Engines {
+            store: Some("postgres://db/x".into()),
+            ..Engines::default()
+        };
+        assert!(no_bus.check(2).is_err());
+        let shared = Engines {
+            store: Some("postgres://db/x".into()),
+            bus: Some("nats://127.0.0.1:4222".into()),
+            cache: None,
+        };
+        assert!(shared.check(5).is_ok());
+        assert_eq!(
+            shared.env(),
+            vec![
+                ("CONFAB_STORE".to_string(), "postgres://db/x".to_string()),
+                (
+                    "CONFAB_BUS".to_string(),
+                    "nats://127.0.0.1:4222".to_string()
+                ),
+            ]
+        );
     }
 }

@@ -82,13 +82,7 @@ pub async fn run_load(
     let chunks = n.div_ceil(per).max(1);
     let mut workers = Vec::new();
     let mut rest = conns;
-    // A cluster: connection i goes to node i mod n.
-    let urls = node.base_urls();
-    if urls.len() > 1 {
-        for (i, conn) in rest.iter_mut().enumerate() {
-            conn.url = Some(urls[i % urls.len()].clone());
-        }
-    }
+    crate::cluster::spread_over(&mut rest, &node.base_urls());
     let run = format!("{:x}", rand::random::<u32>());
     for index in 0..chunks {
         let take = rest.len().div_ceil(chunks - index);

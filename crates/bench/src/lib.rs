@@ -29,6 +29,7 @@ pub mod user;
 pub mod worker;
 
 pub use cli::{BenchArgs, BenchCommand, Common};
+pub use cluster::{Cluster, Engines};
 pub use driver::{LoadOpts, LoadResult, StormHow, run_load};
 pub use node::{External, Node, Spawned};
 pub use report::RunReport;

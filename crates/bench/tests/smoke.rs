@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use confab_bench::append::{self, AppendOpts};
 use confab_bench::node::socketio_dir;
-use confab_bench::{Dialect, LoadOpts, Node, RunReport, Shape, Spawned, StormHow, scenarios};
+use confab_bench::{
+    Cluster, Dialect, LoadOpts, Node, RunReport, Shape, Spawned, StormHow, scenarios,
+};
 use confab_server::{App, Config};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,8 +27,12 @@ struct InProcess {
 
 impl InProcess {
     async fn start() -> InProcess {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(change: impl FnOnce(&mut Config)) -> InProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.path().to_path_buf(),
             rate_per_s: 1_000_000,
@@ -37,6 +43,7 @@ impl InProcess {
             log: "warn".into(),
             ..Config::default()
         };
+        change(&mut config);
         let mut node = InProcess {
             config,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -283,6 +290,45 @@ async fn clients_that_all_drop_at_once_resume_without_gaps() {
     node.stop().await;
     assert_clean(&r);
     assert!(r.reconnects > 0, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_spreads_connections_over_its_nodes_and_delivers_across_them() {
+    let (Ok(store), Ok(bus)) = (
+        std::env::var("CONFAB_TEST_POSTGRES_URL"),
+        std::env::var("CONFAB_TEST_NATS_URL"),
+    ) else {
+        eprintln!(
+            "skipped: needs CONFAB_TEST_POSTGRES_URL and CONFAB_TEST_NATS_URL (the nodes share a store and a bus)"
+        );
+        return;
+    };
+    let mut nodes: Vec<Box<dyn Node>> = Vec::new();
+    for _ in 0..2 {
+        let (store, bus) = (store.clone(), bus.clone());
+        let node = InProcess::start_with(move |c| {
+            c.store = store;
+            c.bus = bus;
+        })
+        .await;
+        nodes.push(Box::new(node));
+    }
+    let mut cluster = Cluster::of(nodes, "confab x2 (in-process)");
+    assert_eq!(cluster.base_urls().len(), 2);
+    // Round-robin puts each room's members on both nodes: every delivery to a member on the
+    // other node than the sender's crossed the bus.
+    let r = within(scenarios::run_shape(
+        "fanout",
+        &mut cluster,
+        &TINY,
+        &opts(Dialect::Confab),
+        4,
+    ))
+    .await
+    .expect("fanout over two nodes runs");
+    cluster.stop().await;
+    assert_clean(&r);
+    assert_eq!(r.delivered, r.acked * TINY.members as u64, "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
