@@ -169,10 +169,7 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &C
     let now = now_ms();
     let mut finishes = Vec::with_capacity(batch.len());
     let mut texts = Texts::default();
-    let mut failure = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .err()
-        .map(StoreError::from);
+    let mut failure = run_cached(conn, "BEGIN IMMEDIATE").err();
     for command in batch {
         if failure.is_some() {
             // The transaction is gone: answer without running.
@@ -227,9 +224,9 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &C
         failure = Some(e);
     }
     if failure.is_none()
-        && let Err(e) = conn.execute_batch("COMMIT")
+        && let Err(e) = run_cached(conn, "COMMIT")
     {
-        failure = Some(e.into());
+        failure = Some(e);
     }
     if let Some(e) = &failure {
         tracing::error!(error = %e, writes = finishes.len(), "batch not committed");
@@ -247,6 +244,13 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &C
     for finish in finishes {
         finish(failure.as_ref());
     }
+}
+
+/// Runs a statement kept compiled (`execute_batch` parses its SQL every time: once per commit
+/// for `BEGIN` and `COMMIT`).
+fn run_cached(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// Runs one command on the open transaction.
