@@ -2,6 +2,7 @@
 //! and a small pool of read-only connections used from blocking tasks.
 
 mod checkpoint;
+mod client_ids;
 mod membership;
 mod ops;
 mod read;

@@ -74,20 +74,11 @@ pub(super) fn append(
         client_id,
     };
     let event = match append {
-        Append::Text { client_id, body } => {
-            if let Some(event) = read::event_by_client_id(conn, room_id, &user.id, client_id)? {
-                return Ok(Appended {
-                    event,
-                    duplicate: true,
-                });
-            }
-            let text = new(
-                EventKind::Text,
-                Some(body.as_str()),
-                None,
-                Some(client_id.as_str()),
-            );
-            write_event(conn, now, room_id, text)?
+        // run_batch hands every text to texts.rs, which also checks its client id.
+        Append::Text { .. } => {
+            return Err(StoreError::Unavailable(
+                "texts are appended by the batch's texts".into(),
+            ));
         }
         Append::Edit { target, body } => {
             may_edit(

@@ -306,18 +306,15 @@ pub(super) fn events(
     Ok(Page { events, has_more })
 }
 
-/// The event a user already sent with this client id.
-pub(super) fn event_by_client_id(
-    conn: &Connection,
-    room_id: &str,
-    from_id: &str,
-    client_id: &str,
-) -> StoreResult<Option<Event>> {
+/// The event at `seq` in the room.
+pub(super) fn event(conn: &Connection, room_id: &str, seq: u64) -> StoreResult<Option<Event>> {
+    let Ok(seq) = i64::try_from(seq) else {
+        return Ok(None);
+    };
     let mut st = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE room_id = ?1 AND from_id = ?2 AND client_id = ?3"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND seq = ?2"
     ))?;
-    st.query_row([room_id, from_id, client_id], raw_event)
+    st.query_row(params![room_id, seq], raw_event)
         .optional()?
         .map(RawEvent::into_event)
         .transpose()

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::client_ids;
 use crate::{StoreError, StoreResult};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a lock (a checkpoint, another process) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS rooms (
     owner        TEXT NOT NULL,
     created_ts   INTEGER NOT NULL,
     member_count INTEGER NOT NULL,
-    last_seq     INTEGER NOT NULL
+    last_seq     INTEGER NOT NULL,
+    -- the seq through which the room's client ids are in client_ids (client_ids.rs)
+    client_ids_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS rooms_public ON rooms (visibility, name_lower, id);
 CREATE TABLE IF NOT EXISTS members (
@@ -69,10 +72,22 @@ CREATE TABLE IF NOT EXISTS events (
     client_id TEXT,
     PRIMARY KEY (room_id, seq)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS events_client_id
-    ON events (room_id, from_id, client_id) WHERE client_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS client_ids (
+    room_id   TEXT NOT NULL,
+    from_id   TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (room_id, from_id, client_id)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_edits
     ON events (room_id, target) WHERE kind = 'edit';
+";
+
+/// From version 1: client ids leave the events' index for their own table (client_ids.rs),
+/// filled from `events` by `client_ids::recover` since every room's mark starts at 0.
+const UPGRADE_FROM_1: &str = "
+ALTER TABLE rooms ADD COLUMN client_ids_seq INTEGER NOT NULL DEFAULT 0;
+DROP INDEX IF EXISTS events_client_id;
 ";
 
 /// Checks the `synchronous` option: `full` or `normal`.
@@ -111,6 +126,7 @@ pub(super) fn open_writer(path: &Path, synchronous: &str) -> StoreResult<Connect
     // Checkpoints run on their own connection (checkpoint.rs), never inside the writer's commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     migrate(&conn)?;
+    client_ids::recover(&conn)?;
     Ok(conn)
 }
 
@@ -131,8 +147,9 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
             "the database has schema version {version}; this build knows only up to {SCHEMA_VERSION}"
         )));
     }
+    let upgrade = if version == 1 { UPGRADE_FROM_1 } else { "" };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");

@@ -9,6 +9,7 @@ use confab_protocol::{UserRef, Visibility};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::client_ids::{self, ClientIds};
 use super::writer::{self, Command, Counters};
 use super::{SqliteStore, checkpoint, schema};
 use crate::{Append, Store, StoreError, StoreOptions, StoreResult};
@@ -23,7 +24,12 @@ fn run_one<T>(
     make: impl FnOnce(writer::Reply<T>) -> Command,
 ) -> StoreResult<T> {
     let (tx, mut rx) = oneshot::channel();
-    writer::run_batch(conn, vec![make(tx)], &Counters::default());
+    writer::run_batch(
+        conn,
+        vec![make(tx)],
+        &Counters::default(),
+        &mut ClientIds::default(),
+    );
     rx.try_recv().expect("answered")
 }
 
@@ -90,7 +96,12 @@ fn a_refused_write_rolls_back_only_its_own_savepoint_in_a_shared_transaction() {
     );
     let (c4, mut r4) = append(&room, &ada, text("a"));
     let (c5, mut r5) = append(&room, &ada, text("c"));
-    writer::run_batch(&mut conn, vec![c1, c2, c3, c4, c5], &counters);
+    writer::run_batch(
+        &mut conn,
+        vec![c1, c2, c3, c4, c5],
+        &counters,
+        &mut ClientIds::default(),
+    );
 
     let seq = |r: StoreResult<crate::Appended>| r.map(|a| (a.event.seq, a.duplicate));
     assert_eq!(
@@ -144,7 +155,12 @@ fn texts_around_a_membership_change_in_one_batch_see_it_and_keep_seqs_contiguous
     };
     let (c4, mut r4) = append(&room, &bob, text("b"));
     let (c5, mut r5) = append(&room, &ada, text("c"));
-    writer::run_batch(&mut conn, vec![c1, c2, c3, c4, c5], &Counters::default());
+    writer::run_batch(
+        &mut conn,
+        vec![c1, c2, c3, c4, c5],
+        &Counters::default(),
+        &mut ClientIds::default(),
+    );
 
     let seq = |r: StoreResult<crate::Appended>| r.map(|a| a.event.seq).expect("stored");
     assert_eq!(seq(r1.try_recv().expect("answered")), 2);
@@ -183,7 +199,12 @@ fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
 
     let (c1, mut r1) = append(&room, &ada, text("a"));
     let (c2, mut r2) = append(&room, &ada, text("b"));
-    writer::run_batch(&mut conn, vec![c1, c2], &Counters::default());
+    writer::run_batch(
+        &mut conn,
+        vec![c1, c2],
+        &Counters::default(),
+        &mut ClientIds::default(),
+    );
     assert!(matches!(
         r1.try_recv().expect("answered"),
         Err(StoreError::Unavailable(_))
@@ -195,7 +216,12 @@ fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
 
     other.execute_batch("ROLLBACK").expect("releases");
     let (c3, mut r3) = append(&room, &ada, text("a"));
-    writer::run_batch(&mut conn, vec![c3], &Counters::default());
+    writer::run_batch(
+        &mut conn,
+        vec![c3],
+        &Counters::default(),
+        &mut ClientIds::default(),
+    );
     let stored = r3.try_recv().expect("answered").expect("stored");
     assert_eq!(
         (stored.event.seq, stored.duplicate),
@@ -301,7 +327,12 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
     let (ada, _, room) = setup(&mut conn);
     for i in 0..50 {
         let (c, _r) = append(&room, &ada, text(&format!("c{i}")));
-        writer::run_batch(&mut conn, vec![c], &Counters::default());
+        writer::run_batch(
+            &mut conn,
+            vec![c],
+            &Counters::default(),
+            &mut ClientIds::default(),
+        );
     }
     // Columns: busy, frames in the WAL, frames copied. Reading it checkpoints nothing here:
     // the writer connection has `wal_autocheckpoint` off and nobody asked yet.
@@ -314,7 +345,12 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
     let reset = checkpoint::WalReset::default();
     reset.run_if_asked(&conn);
     let (c, _r) = append(&room, &ada, text("not asked"));
-    writer::run_batch(&mut conn, vec![c], &Counters::default());
+    writer::run_batch(
+        &mut conn,
+        vec![c],
+        &Counters::default(),
+        &mut ClientIds::default(),
+    );
     assert!(
         frames(&conn) > long,
         "without being asked the writer only appends"
@@ -323,7 +359,12 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
     reset.ask();
     reset.run_if_asked(&conn);
     let (c, _r) = append(&room, &ada, text("asked"));
-    writer::run_batch(&mut conn, vec![c], &Counters::default());
+    writer::run_batch(
+        &mut conn,
+        vec![c],
+        &Counters::default(),
+        &mut ClientIds::default(),
+    );
     let restarted = frames(&conn);
     assert!(restarted < 10, "the WAL started over: {restarted} frames");
 }
@@ -333,8 +374,145 @@ async fn a_database_from_a_newer_build_is_refused() {
     let dir = tempfile::tempdir().expect("a directory");
     let path = dir.path().join("v.db");
     let conn = Connection::open(&path).expect("opens");
-    conn.execute_batch("PRAGMA user_version = 2").expect("set");
+    conn.execute_batch("PRAGMA user_version = 3").expect("set");
     drop(conn);
     let result = SqliteStore::open(&path, &StoreOptions::default()).await;
     assert!(matches!(result, Err(StoreError::Config(_))));
+}
+
+fn stored_ids(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM client_ids", [], |r| r.get(0))
+        .expect("counts")
+}
+
+/// Runs one text in its own batch: (seq, duplicate).
+fn send(
+    conn: &mut Connection,
+    ids: &mut ClientIds,
+    room: &str,
+    user: &UserRef,
+    client_id: &str,
+) -> (u64, bool) {
+    let (c, mut r) = append(room, user, text(client_id));
+    writer::run_batch(conn, vec![c], &Counters::default(), ids);
+    let a = r.try_recv().expect("answered").expect("stored");
+    (a.event.seq, a.duplicate)
+}
+
+#[test]
+fn a_retried_text_is_found_in_its_batch_in_memory_and_after_a_merge() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let mut ids = ClientIds::default();
+    let (ada, bob, room) = setup(&mut conn);
+    let (c1, mut r1) = append(&room, &ada, text("x"));
+    let (c2, mut r2) = append(&room, &ada, text("x"));
+    writer::run_batch(&mut conn, vec![c1, c2], &Counters::default(), &mut ids);
+    let first = r1.try_recv().expect("answered").expect("stored");
+    let again = r2.try_recv().expect("answered").expect("stored");
+    assert_eq!((first.event.seq, first.duplicate), (2, false));
+    assert_eq!((again.event.seq, again.duplicate), (2, true), "same batch");
+    assert_eq!(again.event.id, first.event.id);
+
+    assert_eq!(
+        send(&mut conn, &mut ids, &room, &ada, "x"),
+        (2, true),
+        "in memory"
+    );
+    assert_eq!(stored_ids(&conn), 0, "not merged yet");
+    ids.merge(&conn);
+    assert_eq!(stored_ids(&conn), 1);
+    assert_eq!(
+        send(&mut conn, &mut ids, &room, &ada, "x"),
+        (2, true),
+        "from the table"
+    );
+
+    // The same id from another sender is another message.
+    run_one(&mut conn, |reply| Command::Join {
+        room_id: room.clone(),
+        user: bob.clone(),
+        reply,
+    })
+    .expect("joined");
+    assert_eq!(send(&mut conn, &mut ids, &room, &bob, "x"), (4, false));
+    let mark: u64 = conn
+        .query_row(
+            "SELECT client_ids_seq FROM rooms WHERE id = ?1",
+            [&room],
+            |r| r.get(0),
+        )
+        .expect("reads");
+    assert_eq!(
+        mark, 2,
+        "the merge marked the room through its last seq then"
+    );
+}
+
+#[test]
+fn ids_committed_but_not_merged_are_recovered_at_start_up() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, _, room) = setup(&mut conn);
+    let mut ids = ClientIds::default();
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "early"), (2, false));
+    ids.merge(&conn);
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "late"), (3, false));
+    // The process stops here: "late" was committed and acknowledged, never merged.
+    drop(ids);
+    drop(conn);
+    assert_eq!(
+        stored_ids(&Connection::open(dir.path().join("t.db")).expect("opens")),
+        1
+    );
+
+    let mut conn = writer_conn(&dir);
+    assert_eq!(stored_ids(&conn), 2, "recovered from the events");
+    let mut ids = ClientIds::default();
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "late"), (3, true));
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "early"), (2, true));
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "new"), (4, false));
+    assert_eq!(stored_ids(&conn), 2, "\"new\" waits in memory");
+    client_ids::recover(&conn).expect("recovers again");
+    ids.merge(&conn);
+    assert_eq!(
+        stored_ids(&conn),
+        3,
+        "an id recovered and merged is stored once"
+    );
+}
+
+#[test]
+fn a_version_1_database_is_upgraded_and_keeps_its_client_ids() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, _, room) = setup(&mut conn);
+    let mut ids = ClientIds::default();
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "old"), (2, false));
+    // Back to version 1: ids only in an index on events.
+    conn.execute_batch(
+        "DROP TABLE client_ids;
+         ALTER TABLE rooms DROP COLUMN client_ids_seq;
+         CREATE UNIQUE INDEX events_client_id
+             ON events (room_id, from_id, client_id) WHERE client_id IS NOT NULL;
+         PRAGMA user_version = 1;",
+    )
+    .expect("downgraded");
+    drop(conn);
+
+    let mut conn = writer_conn(&dir);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("reads");
+    assert_eq!(version, schema::SCHEMA_VERSION);
+    let old_index: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'events_client_id'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("reads");
+    assert_eq!(old_index, 0, "the old index is gone");
+    let mut ids = ClientIds::default();
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "old"), (2, true));
 }

@@ -1,4 +1,5 @@
-//! Text appends, the bulk of all writes, run without a savepoint of their own: every rule is
+//! Text appends, the bulk of all writes, run without a savepoint of their own: every rule (and
+//! the client id, through client_ids.rs) is
 //! checked by reading before anything is written, and the one write, the event's `INSERT`, is
 //! atomic by itself, so a refused or failed text leaves nothing behind. The rooms and
 //! memberships read are kept for the rest of the batch, and each room's new `last_seq` is
@@ -11,9 +12,10 @@ use confab_domain::rules::may_use;
 use confab_protocol::{Event, EventKind, UserRef};
 use rusqlite::{Connection, params};
 
+use super::client_ids::{ClientIds, Lookup};
 use super::ops::NO_ROOM;
 use super::read;
-use crate::{Appended, RoomInfo, StoreResult};
+use crate::{Appended, RoomInfo, StoreError, StoreResult};
 
 /// A room as the batch's texts see it.
 struct RoomState {
@@ -23,14 +25,23 @@ struct RoomState {
 }
 
 /// What the texts of one batch have read and not yet written back.
-#[derive(Default)]
-pub(super) struct Texts {
+pub(super) struct Texts<'a> {
     rooms: HashMap<String, RoomState>,
     /// Whether the user is a member: `(room, user)`.
     members: HashMap<(String, String), bool>,
+    /// The writer's client ids; the batch adds the ids of its texts.
+    ids: &'a mut ClientIds,
 }
 
-impl Texts {
+impl<'a> Texts<'a> {
+    pub(super) fn new(ids: &'a mut ClientIds) -> Self {
+        Texts {
+            rooms: HashMap::new(),
+            members: HashMap::new(),
+            ids,
+        }
+    }
+
     /// Appends one text (or finds it already stored under its client id).
     pub(super) fn append(
         &mut self,
@@ -44,13 +55,19 @@ impl Texts {
         let room = self.room(conn, room_id)?;
         let facts = room.info.facts();
         may_use(&facts, self.is_member(conn, room_id, &user.id)?)?;
-        // Texts written earlier in this batch are already in the table: one lookup finds both.
-        if let Some(event) = read::event_by_client_id(conn, room_id, &user.id, &client_id)? {
-            return Ok(Appended {
-                event,
-                duplicate: true,
-            });
-        }
+        let key = match self.ids.find(conn, room_id, &user.id, &client_id)? {
+            Lookup::Seen(seq) => {
+                // Texts of this batch are in the table already: the read finds them too.
+                let event = read::event(conn, room_id, seq)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("client id of {room_id}/{seq} has no event"))
+                })?;
+                return Ok(Appended {
+                    event,
+                    duplicate: true,
+                });
+            }
+            Lookup::New(key) => key,
+        };
         let room = self.room(conn, room_id)?;
         let event = Event {
             room: room_id.to_owned(),
@@ -79,8 +96,9 @@ impl Texts {
             event.ts,
             event.client_id,
         ])?;
-        // Only once the row is in: a failed insert takes no seq.
+        // Only once the row is in: a failed insert takes no seq and keeps no id.
         room.info.room.last_seq = event.seq;
+        self.ids.add(key, event.seq);
         Ok(Appended {
             event,
             duplicate: false,

@@ -10,6 +10,7 @@ use confab_protocol::{UserRef, Visibility};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::client_ids::ClientIds;
 use super::{checkpoint, membership, ops, texts::Texts};
 use crate::{Append, Appended, Change, StoreError, StoreResult};
 
@@ -121,6 +122,7 @@ pub(super) fn run(
     counters: Arc<Counters>,
     reset: &checkpoint::WalReset,
 ) {
+    let mut ids = ClientIds::default();
     let mut done = None;
     while done.is_none() {
         let Some(first) = commands.blocking_recv() else {
@@ -137,9 +139,11 @@ pub(super) fn run(
                 break;
             }
         }
-        run_batch(&mut conn, batch, &counters);
+        run_batch(&mut conn, batch, &counters, &mut ids);
+        ids.merge_if_due(&conn);
         reset.run_if_asked(&conn);
     }
+    ids.merge(&conn);
     // Refuse what is still queued (their callers get "closed"), then fold the WAL back.
     commands.close();
     drop(commands);
@@ -162,13 +166,18 @@ fn now_ms() -> i64 {
 
 /// Commits `batch` in one transaction: texts together, each other command in its own
 /// savepoint.
-pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &Counters) {
+pub(super) fn run_batch(
+    conn: &mut Connection,
+    batch: Vec<Command>,
+    counters: &Counters,
+    ids: &mut ClientIds,
+) {
     if batch.is_empty() {
         return;
     }
     let now = now_ms();
     let mut finishes = Vec::with_capacity(batch.len());
-    let mut texts = Texts::default();
+    let mut texts = Texts::new(ids);
     let mut failure = run_cached(conn, "BEGIN IMMEDIATE").err();
     for command in batch {
         if failure.is_some() {
@@ -241,6 +250,7 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Command>, counters: &C
             .writes
             .fetch_add(finishes.len() as u64, Ordering::Relaxed);
     }
+    ids.end_batch(failure.is_none());
     for finish in finishes {
         finish(failure.as_ref());
     }
