@@ -188,9 +188,8 @@ impl LinkRx {
     /// The next thing read; `Err` once the connection is closed. Cancel-safe.
     pub async fn next(&mut self) -> Result<Incoming, Closed> {
         match self {
-            LinkRx::Confab(rx) => match rx.next_frame(Duration::from_secs(3600)).await {
+            LinkRx::Confab(rx) => match rx.recv().await {
                 Ok(frame) => Ok(from_frame(frame)),
-                Err(ClientError::Timeout(_)) => Ok(Incoming::Other),
                 Err(ClientError::Decode { message, .. }) => Ok(Incoming::Undecodable(message)),
                 Err(e) => match rx.closed() {
                     Some((code, reason)) => Err(Closed {

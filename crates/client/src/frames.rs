@@ -96,6 +96,20 @@ pub fn with_ref(mut frame: Value, reference: Option<Value>) -> Value {
     frame
 }
 
+/// Parses a server frame. `msg` frames, nearly all of what a busy session reads, skip serde's
+/// buffering of internally tagged enums: the tag is read on its own, then the event directly.
+pub fn decode(text: &str) -> serde_json::Result<ServerFrame> {
+    #[derive(serde::Deserialize)]
+    struct Tag<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    match serde_json::from_str::<Tag<'_>>(text) {
+        Ok(tag) if tag.kind == "msg" => serde_json::from_str(text).map(ServerFrame::Msg),
+        _ => serde_json::from_str(text),
+    }
+}
+
 /// The `ref` a server frame carries, if any.
 pub fn frame_ref(frame: &ServerFrame) -> Option<&Value> {
     match frame {
@@ -321,6 +335,29 @@ mod tests {
             let parsed = ClientRequest::parse(&text)
                 .unwrap_or_else(|e| panic!("{text} refused: {}", e.message));
             assert_eq!(parsed.reference, Some(json!("x")));
+        }
+    }
+
+    #[test]
+    fn decode_reads_msg_frames_like_serde_does() {
+        let cases = [
+            r#"{"type":"msg","room":"r","seq":3,"id":"e","kind":"text","from":{"id":"u","name":"a"},"body":"hi","ts":1,"client_id":"c"}"#,
+            r#"{"room":"r","seq":3,"id":"e","kind":"text","from":{"id":"u","name":"a"},"ts":1,"type":"msg"}"#,
+            r#"{"type":"ack","ref":"q1","room":"r","seq":5,"id":"e","ts":1,"client_id":"c"}"#,
+            r#"{"type":"pong"}"#,
+        ];
+        for text in cases {
+            let slow: ServerFrame = serde_json::from_str(text).expect("serde");
+            assert_eq!(decode(text).expect("decode"), slow, "{text}");
+        }
+        for bad in [
+            r#"{"type":"msg","room":"r"}"#,
+            r#"{"type":"nope"}"#,
+            r#"{"room":"r"}"#,
+            "[1]",
+            "",
+        ] {
+            assert!(decode(bad).is_err(), "{bad} accepted");
         }
     }
 

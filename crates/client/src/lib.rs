@@ -12,7 +12,7 @@ pub mod ws;
 pub use confab_protocol as protocol;
 pub use connect::{ConnectAuth, ConnectOptions, Ready};
 pub use error::{ApiErrorBody, ClientError, Result};
-pub use frames::{Ack, build, frame_ref, frame_type, with_ref};
+pub use frames::{Ack, build, decode, frame_ref, frame_type, with_ref};
 pub use http::{HttpClient, MessagesPage, Method, Published, RawResponse, Session};
 pub use tracker::{SeqViolation, SessionTracker};
 pub use ws::{WsClient, WsReceiver, WsSender};

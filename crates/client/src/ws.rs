@@ -221,6 +221,15 @@ impl WsReceiver {
             .map_err(|_| ClientError::Timeout("a frame"))?
     }
 
+    /// The next server frame, waiting as long as it takes (no timer is set, which matters at
+    /// hundreds of thousands of frames a second). Cancel-safe.
+    pub async fn recv(&mut self) -> Result<ServerFrame> {
+        match self.stash.pop_front() {
+            Some(frame) => Ok(frame),
+            None => self.read_one().await,
+        }
+    }
+
     /// Reads until the server closes and returns its close code and reason (1006 if the
     /// connection ended without a close frame); `None` if still open after `timeout`. Frames
     /// read meanwhile are stashed.
@@ -284,7 +293,7 @@ impl WsReceiver {
             }
             match self.stream.next().await {
                 Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str())
+                    return crate::frames::decode(text.as_str())
                         .map_err(|e| ClientError::decode(e, text.as_bytes()));
                 }
                 Some(Ok(Message::Binary(data))) => {
