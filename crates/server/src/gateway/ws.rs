@@ -214,6 +214,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     fn queue(&mut self, opcode: u8, payload: &[u8]) {
         let out = &mut self.output;
+        // One allocation for an empty buffer, not one per push.
+        out.reserve(10 + payload.len());
         out.push(0x80 | opcode);
         match payload.len() {
             n @ 0..=125 => out.push(n as u8),
