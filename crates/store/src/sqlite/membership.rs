@@ -236,7 +236,6 @@ fn membership_event(
         by,
         body: None,
         target: None,
-        client_id: None,
     };
     write_event(conn, now, room_id, new)
 }

@@ -65,13 +65,12 @@ pub(super) fn append(
         &info.facts(),
         read::membership(conn, room_id, &user.id)?.is_some(),
     )?;
-    let new = |kind, body, target, client_id| NewEvent {
+    let new = |kind, body, target| NewEvent {
         kind,
         from: user,
         by: None,
         body,
         target,
-        client_id,
     };
     let event = match append {
         // run_batch hands every text to texts.rs, which also checks its client id.
@@ -85,7 +84,7 @@ pub(super) fn append(
                 read::target_facts(conn, room_id, *target)?.as_ref(),
                 &user.id,
             )?;
-            let edit = new(EventKind::Edit, Some(body.as_str()), Some(*target), None);
+            let edit = new(EventKind::Edit, Some(body.as_str()), Some(*target));
             write_event(conn, now, room_id, edit)?
         }
         Append::Delete { target } => {
@@ -96,12 +95,12 @@ pub(super) fn append(
                 conn,
                 now,
                 room_id,
-                new(EventKind::Delete, None, Some(*target), None),
+                new(EventKind::Delete, None, Some(*target)),
             )?
         }
         Append::React { target, body } => {
             may_react(read::target_facts(conn, room_id, *target)?.as_ref())?;
-            let react = new(EventKind::React, Some(body.as_str()), Some(*target), None);
+            let react = new(EventKind::React, Some(body.as_str()), Some(*target));
             write_event(conn, now, room_id, react)?
         }
     };
@@ -149,14 +148,14 @@ fn erase(conn: &Connection, room_id: &str, target: u64) -> StoreResult<()> {
     Ok(())
 }
 
-/// An event before it has a seq, an id and a time.
+/// An event other than a text (texts.rs writes those, with their client id) before it has a
+/// seq, an id and a time.
 pub(super) struct NewEvent<'a> {
     pub(super) kind: EventKind,
     pub(super) from: &'a UserRef,
     pub(super) by: Option<&'a UserRef>,
     pub(super) body: Option<&'a str>,
     pub(super) target: Option<u64>,
-    pub(super) client_id: Option<&'a str>,
 }
 
 /// Takes the room's next seq and inserts the event under it.
@@ -182,11 +181,11 @@ pub(super) fn write_event(
         target: new.target,
         deleted: false,
         ts: now,
-        client_id: new.client_id.map(str::to_owned),
+        client_id: None,
     };
     conn.prepare_cached(
         "INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, body, \
-         target, deleted, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12)",
+         target, deleted, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11)",
     )?
     .execute(params![
         event.room,
@@ -200,7 +199,6 @@ pub(super) fn write_event(
         event.body,
         event.target,
         event.ts,
-        event.client_id,
     ])?;
     Ok(event)
 }

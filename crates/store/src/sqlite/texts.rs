@@ -1,10 +1,9 @@
 //! Text appends, the bulk of all writes, run without a savepoint of their own: every rule (and
-//! the client id, through client_ids.rs) is
-//! checked by reading before anything is written, and the one write, the event's `INSERT`, is
-//! atomic by itself, so a refused or failed text leaves nothing behind. The rooms and
-//! memberships read are kept for the rest of the batch, and each room's new `last_seq` is
-//! written once, when the batch's texts are flushed (before any other command runs, and before
-//! the commit).
+//! the client id, through client_ids.rs) is checked by reading before anything is written, and
+//! the one write, the event's `INSERT`, is atomic by itself, so a refused or failed text leaves
+//! nothing behind. The rooms and memberships read are kept for the rest of the batch, and each
+//! room's new `last_seq` is written once, when the batch's texts are flushed (before any other
+//! command runs, and before the commit).
 
 use std::collections::HashMap;
 
