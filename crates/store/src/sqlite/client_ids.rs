@@ -14,10 +14,12 @@
 //! genuinely new id.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::id_filter::IdFilter;
 use crate::StoreResult;
 
 /// How often committed ids are merged into the table.
@@ -44,7 +46,13 @@ pub(super) enum Lookup {
     /// The id was used before, by the event at this seq.
     Seen(u64),
     /// A new id; `add` it once its text is inserted.
-    New(Key),
+    New(NewId),
+}
+
+/// An id found to be new.
+pub(super) struct NewId {
+    key: Key,
+    hash: u64,
 }
 
 /// The writer's ids not yet in the `client_ids` table.
@@ -54,22 +62,34 @@ pub(super) struct ClientIds {
     /// Inserted by the transaction in progress.
     batch: HashMap<Key, u64>,
     last_merge: Instant,
+    /// Which ids the table surely does not hold.
+    filter: IdFilter,
 }
 
 impl Default for ClientIds {
+    /// Ids without a filter: every id missing from memory is looked up in the table.
     fn default() -> Self {
         ClientIds {
             committed: HashMap::new(),
             batch: HashMap::new(),
             last_merge: Instant::now(),
+            filter: IdFilter::default(),
         }
     }
 }
 
 impl ClientIds {
+    /// The writer's ids for the database at `path`, with a filter built from its table.
+    pub(super) fn with_filter(path: &Path) -> Self {
+        ClientIds {
+            filter: IdFilter::start(path),
+            ..ClientIds::default()
+        }
+    }
+
     /// Whether `from_id` already used `client_id` in `room_id`.
     pub(super) fn find(
-        &self,
+        &mut self,
         conn: &Connection,
         room_id: &str,
         from_id: &str,
@@ -79,6 +99,11 @@ impl ClientIds {
         if let Some(seq) = self.batch.get(&k).or_else(|| self.committed.get(&k)) {
             return Ok(Lookup::Seen(*seq));
         }
+        let hash = self.filter.hash(room_id, from_id, client_id);
+        let new = NewId { key: k, hash };
+        if !self.filter.may_contain(hash) {
+            return Ok(Lookup::New(new));
+        }
         let stored: Option<u64> = conn
             .prepare_cached(
                 "SELECT seq FROM client_ids WHERE room_id = ?1 AND from_id = ?2 AND client_id = ?3",
@@ -87,13 +112,21 @@ impl ClientIds {
             .optional()?;
         Ok(match stored {
             Some(seq) => Lookup::Seen(seq),
-            None => Lookup::New(k),
+            None => Lookup::New(new),
         })
     }
 
     /// Records the id of a text inserted in the transaction in progress.
-    pub(super) fn add(&mut self, key: Key, seq: u64) {
-        self.batch.insert(key, seq);
+    pub(super) fn add(&mut self, id: NewId, seq: u64) {
+        // In the filter even if the transaction rolls back: a false "maybe" costs one lookup.
+        self.filter.add(id.hash);
+        self.batch.insert(id.key, seq);
+    }
+
+    /// Whether the filter is built and in use.
+    #[cfg(test)]
+    pub(super) fn filter_ready(&mut self) -> bool {
+        self.filter.is_ready()
     }
 
     /// The transaction in progress committed (`true`) or rolled back.

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod client_ids;
+mod id_filter;
 mod membership;
 mod ops;
 mod read;
@@ -83,9 +84,11 @@ impl SqliteStore {
         let thread_counters = Arc::clone(&counters);
         let reset = Arc::new(checkpoint::WalReset::default());
         let writer_reset = Arc::clone(&reset);
+        // Recovered at open, so the scan sees every id committed before.
+        let ids = client_ids::ClientIds::with_filter(path);
         let writer = std::thread::Builder::new()
             .name("confab-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch, thread_counters, &writer_reset))
+            .spawn(move || writer::run(conn, rx, ids, max_batch, thread_counters, &writer_reset))
             .map_err(|e| StoreError::Unavailable(format!("starting the writer: {e}")))?;
         Ok(SqliteStore {
             path: path.to_owned(),

@@ -9,7 +9,8 @@ use confab_protocol::{UserRef, Visibility};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::client_ids::{self, ClientIds};
+use super::client_ids;
+use super::texts::Texts;
 use super::writer::{self, Command, Counters};
 use super::{SqliteStore, checkpoint, schema};
 use crate::{Append, Store, StoreError, StoreOptions, StoreResult};
@@ -23,13 +24,18 @@ fn run_one<T>(
     conn: &mut Connection,
     make: impl FnOnce(writer::Reply<T>) -> Command,
 ) -> StoreResult<T> {
+    run_one_with(conn, &mut Texts::default(), make)
+}
+
+/// Runs one command alone with the texts' memory of earlier batches (which only holds while
+/// every write to the connection goes through it, as in the writer).
+fn run_one_with<T>(
+    conn: &mut Connection,
+    texts: &mut Texts,
+    make: impl FnOnce(writer::Reply<T>) -> Command,
+) -> StoreResult<T> {
     let (tx, mut rx) = oneshot::channel();
-    writer::run_batch(
-        conn,
-        vec![make(tx)],
-        &Counters::default(),
-        &mut ClientIds::default(),
-    );
+    writer::run_batch(conn, vec![make(tx)], &Counters::default(), texts);
     rx.try_recv().expect("answered")
 }
 
@@ -100,7 +106,7 @@ fn a_refused_write_rolls_back_only_its_own_savepoint_in_a_shared_transaction() {
         &mut conn,
         vec![c1, c2, c3, c4, c5],
         &counters,
-        &mut ClientIds::default(),
+        &mut Texts::default(),
     );
 
     let seq = |r: StoreResult<crate::Appended>| r.map(|a| (a.event.seq, a.duplicate));
@@ -159,7 +165,7 @@ fn texts_around_a_membership_change_in_one_batch_see_it_and_keep_seqs_contiguous
         &mut conn,
         vec![c1, c2, c3, c4, c5],
         &Counters::default(),
-        &mut ClientIds::default(),
+        &mut Texts::default(),
     );
 
     let seq = |r: StoreResult<crate::Appended>| r.map(|a| a.event.seq).expect("stored");
@@ -187,6 +193,72 @@ fn texts_around_a_membership_change_in_one_batch_see_it_and_keep_seqs_contiguous
 }
 
 #[test]
+fn what_texts_remember_between_batches_follows_membership_changes_and_rollbacks() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, bob, room) = setup(&mut conn);
+    let mut texts = Texts::default();
+    let stored_last = |conn: &Connection| -> u64 {
+        conn.query_row("SELECT last_seq FROM rooms WHERE id = ?1", [&room], |r| {
+            r.get(0)
+        })
+        .expect("reads")
+    };
+    assert_eq!(send(&mut conn, &mut texts, &room, &ada, "a"), (2, false));
+    assert_eq!(stored_last(&conn), 2, "written at the batch's end");
+    let (c, mut r) = append(&room, &bob, text("b"));
+    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts);
+    assert!(matches!(
+        r.try_recv().expect("answered"),
+        Err(StoreError::Rule(_))
+    ));
+
+    // Bob joins, then ada removes him, in batches of their own: the next texts see both.
+    let join = |user: &UserRef| {
+        let (room_id, user) = (room.clone(), user.clone());
+        move |reply| Command::Join {
+            room_id,
+            user,
+            reply,
+        }
+    };
+    run_one_with(&mut conn, &mut texts, join(&bob)).expect("joined");
+    assert_eq!(send(&mut conn, &mut texts, &room, &bob, "b"), (4, false));
+    let remove = |reply| Command::RemoveMember {
+        room_id: room.clone(),
+        actor: ada.clone(),
+        target: bob.clone(),
+        reply,
+    };
+    run_one_with(&mut conn, &mut texts, remove).expect("removed");
+    let (c, mut r) = append(&room, &bob, text("c"));
+    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts);
+    assert!(matches!(
+        r.try_recv().expect("answered"),
+        Err(StoreError::Rule(_))
+    ));
+
+    // A batch that does not commit forgets the seqs it took.
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER boom BEFORE INSERT ON main.events WHEN NEW.body = 'boom' \
+         BEGIN SELECT RAISE(ROLLBACK, 'boom'); END",
+    )
+    .expect("trigger");
+    let (c1, mut r1) = append(&room, &ada, text("d"));
+    let boom = Append::Text {
+        client_id: "boom".into(),
+        body: "boom".into(),
+    };
+    let (c2, mut r2) = append(&room, &ada, boom);
+    writer::run_batch(&mut conn, vec![c1, c2], &Counters::default(), &mut texts);
+    assert!(r1.try_recv().expect("answered").is_err(), "rolled back");
+    assert!(r2.try_recv().expect("answered").is_err());
+    assert_eq!(stored_last(&conn), 5);
+    assert_eq!(send(&mut conn, &mut texts, &room, &ada, "d"), (6, false));
+    assert_eq!(stored_last(&conn), 6);
+}
+
+#[test]
 fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
     let dir = tempfile::tempdir().expect("a directory");
     let mut conn = writer_conn(&dir);
@@ -203,7 +275,7 @@ fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
         &mut conn,
         vec![c1, c2],
         &Counters::default(),
-        &mut ClientIds::default(),
+        &mut Texts::default(),
     );
     assert!(matches!(
         r1.try_recv().expect("answered"),
@@ -220,7 +292,7 @@ fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
         &mut conn,
         vec![c3],
         &Counters::default(),
-        &mut ClientIds::default(),
+        &mut Texts::default(),
     );
     let stored = r3.try_recv().expect("answered").expect("stored");
     assert_eq!(
@@ -331,7 +403,7 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
             &mut conn,
             vec![c],
             &Counters::default(),
-            &mut ClientIds::default(),
+            &mut Texts::default(),
         );
     }
     // Columns: busy, frames in the WAL, frames copied. Reading it checkpoints nothing here:
@@ -349,7 +421,7 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
         &mut conn,
         vec![c],
         &Counters::default(),
-        &mut ClientIds::default(),
+        &mut Texts::default(),
     );
     assert!(
         frames(&conn) > long,
@@ -363,7 +435,7 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
         &mut conn,
         vec![c],
         &Counters::default(),
-        &mut ClientIds::default(),
+        &mut Texts::default(),
     );
     let restarted = frames(&conn);
     assert!(restarted < 10, "the WAL started over: {restarted} frames");
@@ -388,7 +460,7 @@ fn stored_ids(conn: &Connection) -> i64 {
 /// Runs one text in its own batch: (seq, duplicate).
 fn send(
     conn: &mut Connection,
-    ids: &mut ClientIds,
+    ids: &mut Texts,
     room: &str,
     user: &UserRef,
     client_id: &str,
@@ -403,7 +475,7 @@ fn send(
 fn a_retried_text_is_found_in_its_batch_in_memory_and_after_a_merge() {
     let dir = tempfile::tempdir().expect("a directory");
     let mut conn = writer_conn(&dir);
-    let mut ids = ClientIds::default();
+    let mut ids = Texts::default();
     let (ada, bob, room) = setup(&mut conn);
     let (c1, mut r1) = append(&room, &ada, text("x"));
     let (c2, mut r2) = append(&room, &ada, text("x"));
@@ -420,7 +492,7 @@ fn a_retried_text_is_found_in_its_batch_in_memory_and_after_a_merge() {
         "in memory"
     );
     assert_eq!(stored_ids(&conn), 0, "not merged yet");
-    ids.merge(&conn);
+    ids.ids().merge(&conn);
     assert_eq!(stored_ids(&conn), 1);
     assert_eq!(
         send(&mut conn, &mut ids, &room, &ada, "x"),
@@ -429,7 +501,7 @@ fn a_retried_text_is_found_in_its_batch_in_memory_and_after_a_merge() {
     );
 
     // The same id from another sender is another message.
-    run_one(&mut conn, |reply| Command::Join {
+    run_one_with(&mut conn, &mut ids, |reply| Command::Join {
         room_id: room.clone(),
         user: bob.clone(),
         reply,
@@ -454,9 +526,9 @@ fn ids_committed_but_not_merged_are_recovered_at_start_up() {
     let dir = tempfile::tempdir().expect("a directory");
     let mut conn = writer_conn(&dir);
     let (ada, _, room) = setup(&mut conn);
-    let mut ids = ClientIds::default();
+    let mut ids = Texts::default();
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "early"), (2, false));
-    ids.merge(&conn);
+    ids.ids().merge(&conn);
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "late"), (3, false));
     // The process stops here: "late" was committed and acknowledged, never merged.
     drop(ids);
@@ -468,13 +540,13 @@ fn ids_committed_but_not_merged_are_recovered_at_start_up() {
 
     let mut conn = writer_conn(&dir);
     assert_eq!(stored_ids(&conn), 2, "recovered from the events");
-    let mut ids = ClientIds::default();
+    let mut ids = Texts::default();
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "late"), (3, true));
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "early"), (2, true));
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "new"), (4, false));
     assert_eq!(stored_ids(&conn), 2, "\"new\" waits in memory");
     client_ids::recover(&conn).expect("recovers again");
-    ids.merge(&conn);
+    ids.ids().merge(&conn);
     assert_eq!(
         stored_ids(&conn),
         3,
@@ -487,7 +559,7 @@ fn a_version_1_database_is_upgraded_and_keeps_its_client_ids() {
     let dir = tempfile::tempdir().expect("a directory");
     let mut conn = writer_conn(&dir);
     let (ada, _, room) = setup(&mut conn);
-    let mut ids = ClientIds::default();
+    let mut ids = Texts::default();
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "old"), (2, false));
     // Back to version 1: ids only in an index on events.
     conn.execute_batch(
@@ -513,6 +585,31 @@ fn a_version_1_database_is_upgraded_and_keeps_its_client_ids() {
         )
         .expect("reads");
     assert_eq!(old_index, 0, "the old index is gone");
-    let mut ids = ClientIds::default();
+    let mut ids = Texts::default();
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "old"), (2, true));
+}
+
+#[test]
+fn with_the_id_filter_retries_are_still_found_and_new_ids_are_new() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, _, room) = setup(&mut conn);
+    let mut ids = Texts::default();
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "old"), (2, false));
+    ids.ids().merge(&conn);
+
+    let mut ids = Texts::new(client_ids::ClientIds::with_filter(&dir.path().join("t.db")));
+    // Likely sent while the scan runs; kept for the filter either way.
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "during"), (3, false));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ids.ids().filter_ready() {
+        assert!(std::time::Instant::now() < deadline, "the filter was never built");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    ids.ids().merge(&conn);
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "old"), (2, true));
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "during"), (3, true));
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "new"), (4, false));
+    ids.ids().merge(&conn);
+    assert_eq!(send(&mut conn, &mut ids, &room, &ada, "new"), (4, true));
 }

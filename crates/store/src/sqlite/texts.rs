@@ -1,9 +1,12 @@
 //! Text appends, the bulk of all writes, run without a savepoint of their own: every rule (and
 //! the client id, through client_ids.rs) is checked by reading before anything is written, and
 //! the one write, the event's `INSERT`, is atomic by itself, so a refused or failed text leaves
-//! nothing behind. The rooms and memberships read are kept for the rest of the batch, and each
-//! room's new `last_seq` is written once, when the batch's texts are flushed (before any other
-//! command runs, and before the commit).
+//! nothing behind. Each room's new `last_seq` is written once per batch, when its texts are
+//! flushed (before any other command runs, and before the commit).
+//!
+//! The rooms and memberships the texts read are kept from batch to batch: only the writer
+//! changes them, and it forgets them all before any other command runs (any of which may change
+//! a room or a membership), after a batch that did not commit, and when they grow past a bound.
 
 use std::collections::HashMap;
 
@@ -16,29 +19,42 @@ use super::ops::NO_ROOM;
 use super::read;
 use crate::{Appended, RoomInfo, StoreError, StoreResult};
 
-/// A room as the batch's texts see it.
+/// Rooms, and memberships, kept at most before they are all forgotten.
+const KEPT_MAX: usize = 16_384;
+
+/// A room as the texts see it.
 struct RoomState {
     info: RoomInfo,
     /// `last_seq` as stored; the room row is rewritten at the flush if `info` moved past it.
     stored_seq: u64,
 }
 
-/// What the texts of one batch have read and not yet written back.
-pub(super) struct Texts<'a> {
+/// What the texts have read, and what they have not yet written back.
+#[derive(Default)]
+pub(super) struct Texts {
     rooms: HashMap<String, RoomState>,
-    /// Whether the user is a member: `(room, user)`.
-    members: HashMap<(String, String), bool>,
-    /// The writer's client ids; the batch adds the ids of its texts.
-    ids: &'a mut ClientIds,
+    /// Whether the user is a member: room → user → member.
+    members: HashMap<String, HashMap<String, bool>>,
+    /// Entries in `members`.
+    member_count: usize,
+    /// Rooms whose `last_seq` moved since the last flush.
+    moved: Vec<String>,
+    /// The writer's client ids; each batch adds the ids of its texts.
+    ids: ClientIds,
 }
 
-impl<'a> Texts<'a> {
-    pub(super) fn new(ids: &'a mut ClientIds) -> Self {
+impl Texts {
+    /// Texts that check client ids against `ids`.
+    pub(super) fn new(ids: ClientIds) -> Self {
         Texts {
-            rooms: HashMap::new(),
-            members: HashMap::new(),
             ids,
+            ..Texts::default()
         }
+    }
+
+    /// The client ids, for merging them between batches.
+    pub(super) fn ids(&mut self) -> &mut ClientIds {
+        &mut self.ids
     }
 
     /// Appends one text (or finds it already stored under its client id).
@@ -97,6 +113,9 @@ impl<'a> Texts<'a> {
         ])?;
         // Only once the row is in: a failed insert takes no seq and keeps no id.
         room.info.room.last_seq = event.seq;
+        if room.stored_seq + 1 == event.seq {
+            self.moved.push(room_id.to_owned());
+        }
         self.ids.add(key, event.seq);
         Ok(Appended {
             event,
@@ -104,18 +123,33 @@ impl<'a> Texts<'a> {
         })
     }
 
-    /// Writes each room's new `last_seq` and forgets what was read, so that the commands
-    /// after it (which may change rooms and memberships) read afresh.
+    /// Writes each room's new `last_seq`.
     pub(super) fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
-        let rooms = std::mem::take(&mut self.rooms);
-        self.members.clear();
-        for (id, room) in rooms {
-            if room.info.room.last_seq != room.stored_seq {
+        for id in self.moved.drain(..) {
+            if let Some(room) = self.rooms.get_mut(&id) {
                 conn.prepare_cached("UPDATE rooms SET last_seq = ?2 WHERE id = ?1")?
                     .execute(params![id, room.info.room.last_seq])?;
+                room.stored_seq = room.info.room.last_seq;
             }
         }
         Ok(())
+    }
+
+    /// Forgets what was read, so that what runs next reads afresh; rooms not yet flushed are
+    /// forgotten too (the transaction they were written in is rolled back or was flushed).
+    pub(super) fn forget(&mut self) {
+        self.rooms.clear();
+        self.members.clear();
+        self.member_count = 0;
+        self.moved.clear();
+    }
+
+    /// The batch's transaction committed (`true`) or rolled back.
+    pub(super) fn end_batch(&mut self, committed: bool) {
+        self.ids.end_batch(committed);
+        if !committed || self.rooms.len() > KEPT_MAX || self.member_count > KEPT_MAX {
+            self.forget();
+        }
     }
 
     fn room(&mut self, conn: &Connection, room_id: &str) -> StoreResult<&mut RoomState> {
@@ -129,12 +163,15 @@ impl<'a> Texts<'a> {
     }
 
     fn is_member(&mut self, conn: &Connection, room_id: &str, user_id: &str) -> StoreResult<bool> {
-        let key = (room_id.to_owned(), user_id.to_owned());
-        if let Some(member) = self.members.get(&key) {
+        if let Some(member) = self.members.get(room_id).and_then(|m| m.get(user_id)) {
             return Ok(*member);
         }
         let member = read::membership(conn, room_id, user_id)?.is_some();
-        self.members.insert(key, member);
+        self.members
+            .entry(room_id.to_owned())
+            .or_default()
+            .insert(user_id.to_owned(), member);
+        self.member_count += 1;
         Ok(member)
     }
 }

@@ -118,11 +118,12 @@ fn unavailable_cause(e: &StoreError) -> String {
 pub(super) fn run(
     mut conn: Connection,
     mut commands: mpsc::Receiver<Command>,
+    ids: ClientIds,
     max_batch: usize,
     counters: Arc<Counters>,
     reset: &checkpoint::WalReset,
 ) {
-    let mut ids = ClientIds::default();
+    let mut texts = Texts::new(ids);
     let mut done = None;
     while done.is_none() {
         let Some(first) = commands.blocking_recv() else {
@@ -139,11 +140,11 @@ pub(super) fn run(
                 break;
             }
         }
-        run_batch(&mut conn, batch, &counters, &mut ids);
-        ids.merge_if_due(&conn);
+        run_batch(&mut conn, batch, &counters, &mut texts);
+        texts.ids().merge_if_due(&conn);
         reset.run_if_asked(&conn);
     }
-    ids.merge(&conn);
+    texts.ids().merge(&conn);
     // Refuse what is still queued (their callers get "closed"), then fold the WAL back.
     commands.close();
     drop(commands);
@@ -165,19 +166,18 @@ fn now_ms() -> i64 {
 }
 
 /// Commits `batch` in one transaction: texts together, each other command in its own
-/// savepoint.
+/// savepoint. `texts` holds what earlier batches' texts read.
 pub(super) fn run_batch(
     conn: &mut Connection,
     batch: Vec<Command>,
     counters: &Counters,
-    ids: &mut ClientIds,
+    texts: &mut Texts,
 ) {
     if batch.is_empty() {
         return;
     }
     let now = now_ms();
     let mut finishes = Vec::with_capacity(batch.len());
-    let mut texts = Texts::new(ids);
     let mut failure = run_cached(conn, "BEGIN IMMEDIATE").err();
     for command in batch {
         if failure.is_some() {
@@ -203,7 +203,9 @@ pub(super) fn run_batch(
             command => command,
         };
         // The command may read or change what the texts so far have changed.
-        if let Err(e) = texts.flush(conn) {
+        let flushed = texts.flush(conn);
+        texts.forget();
+        if let Err(e) = flushed {
             failure = Some(e);
             finishes.push(finish_unrun(command));
             continue;
@@ -250,7 +252,7 @@ pub(super) fn run_batch(
             .writes
             .fetch_add(finishes.len() as u64, Ordering::Relaxed);
     }
-    ids.end_batch(failure.is_none());
+    texts.end_batch(failure.is_none());
     for finish in finishes {
         finish(failure.as_ref());
     }
