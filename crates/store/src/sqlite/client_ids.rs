@@ -208,7 +208,8 @@ pub(super) fn recover(conn: &Connection) -> StoreResult<()> {
         "BEGIN IMMEDIATE;
          INSERT OR IGNORE INTO client_ids (room_id, from_id, client_id, seq)
              SELECT e.room_id, e.from_id, e.client_id, e.seq
-             FROM rooms r JOIN events e ON e.room_id = r.id AND e.seq > r.client_ids_seq
+             -- CROSS JOIN keeps rooms outside: each room's unmerged tail, not every event.
+             FROM rooms r CROSS JOIN events e ON e.room_id = r.id AND e.seq > r.client_ids_seq
              WHERE e.client_id IS NOT NULL;
          UPDATE rooms SET client_ids_seq = last_seq WHERE client_ids_seq < last_seq;
          COMMIT;",

@@ -241,7 +241,10 @@ mod tests {
         let (tx, built) = mpsc::channel();
         let mut filter = IdFilter::building(built, hasher.clone());
         let during = filter.hash("r", "u", "during");
-        assert!(filter.may_contain(during), "no filter yet: every id may be stored");
+        assert!(
+            filter.may_contain(during),
+            "no filter yet: every id may be stored"
+        );
         filter.add(during);
         let scanned = scan(&path, &hasher).expect("scans");
         assert_eq!(scanned.items, 1000);

@@ -9,7 +9,7 @@ use super::client_ids;
 use crate::{StoreError, StoreResult};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock (a checkpoint, another process) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,9 +69,9 @@ CREATE TABLE IF NOT EXISTS events (
     target    INTEGER,
     deleted   INTEGER NOT NULL DEFAULT 0,
     ts        INTEGER NOT NULL,
-    client_id TEXT,
-    PRIMARY KEY (room_id, seq)
-) WITHOUT ROWID;
+    client_id TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_seq ON events (room_id, seq);
 CREATE TABLE IF NOT EXISTS client_ids (
     room_id   TEXT NOT NULL,
     from_id   TEXT NOT NULL,
@@ -91,6 +91,25 @@ DROP INDEX IF EXISTS events_client_id;
 ";
 
 /// Checks the `synchronous` option: `full` or `normal`.
+/// Up to version 2, events were a `WITHOUT ROWID` table keyed by `(room_id, seq)`: each
+/// commit rewrote (and split, three pages at a time) the leaf of every room it appended to.
+/// From version 3 they are a rowid table, appended at its end, with a small unique index on
+/// `(room_id, seq)`: about half the pages written per commit over 100 busy rooms.
+/// `MOVE_EVENTS` runs before the schema is created, `MOVED_EVENTS` after.
+const MOVE_EVENTS: &str = "
+ALTER TABLE events RENAME TO events_v2;
+DROP INDEX IF EXISTS events_edits;
+DROP INDEX IF EXISTS events_seq;
+";
+const MOVED_EVENTS: &str = "
+INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, body, target,
+                    deleted, ts, client_id)
+    SELECT room_id, seq, id, kind, from_id, from_name, by_id, by_name, body, target,
+           deleted, ts, client_id
+    FROM events_v2 ORDER BY room_id, seq;
+DROP TABLE events_v2;
+";
+
 pub(super) fn synchronous(value: &str) -> StoreResult<&'static str> {
     match value.to_ascii_lowercase().as_str() {
         "full" => Ok("FULL"),
@@ -147,9 +166,20 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
             "the database has schema version {version}; this build knows only up to {SCHEMA_VERSION}"
         )));
     }
-    let upgrade = if version == 1 { UPGRADE_FROM_1 } else { "" };
+    let (before, after) = match version {
+        1 => (format!("{UPGRADE_FROM_1} {MOVE_EVENTS}"), MOVED_EVENTS),
+        2 => (MOVE_EVENTS.to_owned(), MOVED_EVENTS),
+        _ => (String::new(), ""),
+    };
+    if !before.is_empty() {
+        tracing::info!(
+            from = version,
+            to = SCHEMA_VERSION,
+            "upgrading the database schema"
+        );
+    }
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {before} {SCHEMA} {after} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");

@@ -446,7 +446,11 @@ async fn a_database_from_a_newer_build_is_refused() {
     let dir = tempfile::tempdir().expect("a directory");
     let path = dir.path().join("v.db");
     let conn = Connection::open(&path).expect("opens");
-    conn.execute_batch("PRAGMA user_version = 3").expect("set");
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {}",
+        schema::SCHEMA_VERSION + 1
+    ))
+    .expect("set");
     drop(conn);
     let result = SqliteStore::open(&path, &StoreOptions::default()).await;
     assert!(matches!(result, Err(StoreError::Config(_))));
@@ -562,6 +566,7 @@ fn a_version_1_database_is_upgraded_and_keeps_its_client_ids() {
     let mut ids = Texts::default();
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "old"), (2, false));
     // Back to version 1: ids only in an index on events.
+    events_as_in_version_2(&conn);
     conn.execute_batch(
         "DROP TABLE client_ids;
          ALTER TABLE rooms DROP COLUMN client_ids_seq;
@@ -603,7 +608,10 @@ fn with_the_id_filter_retries_are_still_found_and_new_ids_are_new() {
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "during"), (3, false));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !ids.ids().filter_ready() {
-        assert!(std::time::Instant::now() < deadline, "the filter was never built");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filter was never built"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     ids.ids().merge(&conn);
@@ -612,4 +620,81 @@ fn with_the_id_filter_retries_are_still_found_and_new_ids_are_new() {
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "new"), (4, false));
     ids.ids().merge(&conn);
     assert_eq!(send(&mut conn, &mut ids, &room, &ada, "new"), (4, true));
+}
+
+/// Turns the events table back into the `WITHOUT ROWID` table of versions 1 and 2.
+fn events_as_in_version_2(conn: &Connection) {
+    conn.execute_batch(
+        "ALTER TABLE events RENAME TO events_v3;
+         DROP INDEX events_seq;
+         DROP INDEX events_edits;
+         CREATE TABLE events (
+             room_id TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL,
+             from_id TEXT NOT NULL, from_name TEXT NOT NULL, by_id TEXT, by_name TEXT,
+             body TEXT, target INTEGER, deleted INTEGER NOT NULL DEFAULT 0,
+             ts INTEGER NOT NULL, client_id TEXT,
+             PRIMARY KEY (room_id, seq)
+         ) WITHOUT ROWID;
+         INSERT INTO events SELECT room_id, seq, id, kind, from_id, from_name, by_id, by_name,
+             body, target, deleted, ts, client_id FROM events_v3;
+         DROP TABLE events_v3;
+         CREATE INDEX events_edits ON events (room_id, target) WHERE kind = 'edit';
+         PRAGMA user_version = 2;",
+    )
+    .expect("back to version 2");
+}
+
+#[test]
+fn a_version_2_database_gets_its_events_moved_into_a_rowid_table() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, _, room) = setup(&mut conn);
+    let mut texts = Texts::default();
+    for n in 0..5 {
+        send(&mut conn, &mut texts, &room, &ada, &format!("m{n}"));
+    }
+    let events = |conn: &Connection| -> Vec<(u64, String, Option<String>)> {
+        let mut st = conn
+            .prepare("SELECT seq, id, client_id FROM events WHERE room_id = ?1 ORDER BY seq")
+            .expect("prepares");
+        st.query_map([&room], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("reads")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let before = events(&conn);
+    assert_eq!(before.len(), 6, "the room's creation and five texts");
+    events_as_in_version_2(&conn);
+    drop(conn);
+
+    let mut conn = writer_conn(&dir);
+    assert_eq!(events(&conn), before, "every event kept, in order");
+    let sql = |name: &str| -> String {
+        conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .expect("exists")
+    };
+    assert!(!sql("events").contains("WITHOUT ROWID"));
+    assert!(sql("events_seq").contains("UNIQUE"));
+    assert!(sql("events_edits").contains("edit"));
+    let old: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'events_v2'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("reads");
+    assert_eq!(old, 0);
+    let mut texts = Texts::default();
+    assert_eq!(send(&mut conn, &mut texts, &room, &ada, "m4"), (6, true));
+    assert_eq!(send(&mut conn, &mut texts, &room, &ada, "m5"), (7, false));
+    let dup = conn.execute(
+        "INSERT INTO events (room_id, seq, id, kind, from_id, from_name, ts) \
+         VALUES (?1, 7, 'x', 'text', 'u', 'u', 0)",
+        [&room],
+    );
+    assert!(dup.is_err(), "(room, seq) is still unique");
 }
