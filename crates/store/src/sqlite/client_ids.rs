@@ -4,11 +4,15 @@
 //! commit for each sender in it (each sender's ids sit in a page of their own), and writing
 //! those pages was close to half of what an append cost. So the ids live in their own table,
 //! `client_ids`, written in bulk: the writer keeps the ids it committed since the last merge
-//! in memory and moves them into the table in one sorted transaction about once a second, so a
-//! sender's page is written once a merge rather than once a commit.
+//! in memory and moves them into the table about once a second, sorted, so a sender's page is
+//! written once a merge rather than once a commit.
+//!
+//! A merge goes a few rooms at a time (about 2,048 ids), inside the transactions of the next
+//! batches and before their texts: merging 32,768 ids at once held the writer for ~100 ms, and
+//! a transaction of its own cost one more fdatasync.
 //!
 //! Each room's `client_ids_seq` says through which seq its ids are in the table. A merge moves
-//! every id it holds and raises the merged rooms' mark to their `last_seq`; at start-up
+//! every id a room holds and raises its mark to its `last_seq`; at start-up
 //! (`recover`) the ids of events past the mark, committed but not yet merged when the process
 //! stopped, are copied from `events`. So a lookup that misses memory and the table is a
 //! genuinely new id.
@@ -25,8 +29,16 @@ use crate::StoreResult;
 /// How often committed ids are merged into the table.
 const MERGE_EVERY: Duration = Duration::from_secs(1);
 
-/// Ids held in memory above which a merge runs at once (about 6 MiB of keys).
+/// Ids held in memory above which a merge starts at once (about 6 MiB of keys).
 const MERGE_AT: usize = 32_768;
+
+/// Ids merged per batch, about (a room's ids go together, so one busy room may pass it): about
+/// 8 ms of the writer's time.
+const SLICE: usize = 2_048;
+
+/// Ids held in memory above which every room is merged at once, in a transaction of its own,
+/// between batches: slices that fall behind do not let memory grow.
+const MERGE_ALL_AT: usize = 4 * MERGE_AT;
 
 /// `room \0 sender \0 client id`: room and user ids never hold a NUL, so this is unambiguous.
 type Key = String;
@@ -57,10 +69,19 @@ pub(super) struct NewId {
 
 /// The writer's ids not yet in the `client_ids` table.
 pub(super) struct ClientIds {
-    /// Committed since the last merge: key → seq.
-    committed: HashMap<Key, u64>,
+    /// Committed, not yet merged: room → key → seq.
+    committed: HashMap<String, HashMap<Key, u64>>,
+    /// Ids in `committed`.
+    committed_len: usize,
     /// Inserted by the transaction in progress.
     batch: HashMap<Key, u64>,
+    /// Rooms whose ids the transaction in progress merges.
+    merging: Vec<String>,
+    /// The rooms of the merge under way not yet merged: each batch merges a slice of them.
+    /// Ids that arrive meanwhile in other rooms wait for the next merge, so that each merge
+    /// writes a sender's page once.
+    draining: Vec<String>,
+    /// When memory last held no id (or a merge last ended).
     last_merge: Instant,
     /// Which ids the table surely does not hold.
     filter: IdFilter,
@@ -71,7 +92,10 @@ impl Default for ClientIds {
     fn default() -> Self {
         ClientIds {
             committed: HashMap::new(),
+            committed_len: 0,
             batch: HashMap::new(),
+            merging: Vec::new(),
+            draining: Vec::new(),
             last_merge: Instant::now(),
             filter: IdFilter::default(),
         }
@@ -96,7 +120,11 @@ impl ClientIds {
         client_id: &str,
     ) -> StoreResult<Lookup> {
         let k = key(room_id, from_id, client_id);
-        if let Some(seq) = self.batch.get(&k).or_else(|| self.committed.get(&k)) {
+        let in_memory = self
+            .batch
+            .get(&k)
+            .or_else(|| self.committed.get(room_id).and_then(|ids| ids.get(&k)));
+        if let Some(seq) = in_memory {
             return Ok(Lookup::Seen(*seq));
         }
         let hash = self.filter.hash(room_id, from_id, client_id);
@@ -129,34 +157,126 @@ impl ClientIds {
         self.filter.is_ready()
     }
 
-    /// The transaction in progress committed (`true`) or rolled back.
-    pub(super) fn end_batch(&mut self, committed: bool) {
-        if committed {
-            self.committed.extend(self.batch.drain());
-        } else {
-            self.batch.clear();
+    /// Makes a merge due now, whatever the clock and the count say.
+    #[cfg(test)]
+    pub(super) fn merge_soon(&mut self) {
+        self.last_merge -= MERGE_EVERY;
+    }
+
+    /// Ids held in memory, committed and not merged.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.committed_len
+    }
+
+    /// In the batch's transaction, before its first write: merges the ids of a few rooms if a
+    /// merge is due. A failed slice is rolled back alone; its ids wait for the next batch.
+    pub(super) fn merge_slice(&mut self, conn: &Connection) {
+        if !self.due() {
+            return;
+        }
+        let mut rooms = Vec::new();
+        let mut ids = 0;
+        while let Some(room) = self.draining.pop() {
+            let held = self.committed.get(&room).map_or(0, HashMap::len);
+            if ids > 0 && ids + held > SLICE {
+                self.draining.push(room);
+                break;
+            }
+            if held > 0 {
+                ids += held;
+                rooms.push(room);
+            }
+        }
+        let slice = rooms
+            .iter()
+            .filter_map(|room| self.committed.get(room))
+            .flat_map(|held| held.iter());
+        let written = conn
+            .execute_batch("SAVEPOINT merge")
+            .map_err(Into::into)
+            .and_then(|()| write_merge(conn, slice))
+            .and_then(|()| Ok(conn.execute_batch("RELEASE merge")?));
+        match written {
+            Ok(()) => self.merging = rooms,
+            Err(e) => {
+                tracing::warn!(error = %e, ids, "merging client ids failed");
+                let _ = conn.execute_batch("ROLLBACK TO merge; RELEASE merge");
+                self.draining.extend(rooms);
+            }
         }
     }
 
-    /// Merges into the table if a second has passed or many ids wait. Runs between batches;
-    /// a failed merge keeps the ids and is tried again later.
-    pub(super) fn merge_if_due(&mut self, conn: &Connection) {
-        let due = self.committed.len() >= MERGE_AT || self.last_merge.elapsed() >= MERGE_EVERY;
-        if due && !self.committed.is_empty() {
+    /// Whether a merge is under way, starting one over every room held if it is due: a
+    /// second after the last merge ended, or at once when many ids are held.
+    fn due(&mut self) -> bool {
+        if self.draining.is_empty()
+            && self.committed_len > 0
+            && (self.committed_len >= MERGE_AT || self.last_merge.elapsed() >= MERGE_EVERY)
+        {
+            self.draining = self.committed.keys().cloned().collect();
+        }
+        !self.draining.is_empty()
+    }
+
+    /// The transaction in progress committed (`true`) or rolled back.
+    pub(super) fn end_batch(&mut self, committed: bool) {
+        if !committed {
+            // The slice was rolled back with the batch: its rooms are merged again.
+            self.draining.append(&mut self.merging);
+            self.batch.clear();
+            return;
+        }
+        let merged_some = !self.merging.is_empty();
+        for room in self.merging.drain(..) {
+            if let Some(merged) = self.committed.remove(&room) {
+                self.committed_len -= merged.len();
+            }
+        }
+        if merged_some && self.draining.is_empty() {
+            self.last_merge = Instant::now();
+        }
+        // After the merged rooms are gone: this batch's ids came after their marks.
+        for (k, seq) in self.batch.drain() {
+            let room_len = k.find('\0').unwrap_or(k.len());
+            let held = match self.committed.get_mut(&k[..room_len]) {
+                Some(held) => held,
+                None => self.committed.entry(k[..room_len].to_owned()).or_default(),
+            };
+            if held.insert(k, seq).is_none() {
+                self.committed_len += 1;
+            }
+        }
+    }
+
+    /// Merges every room in a transaction of its own if slices have fallen far behind.
+    pub(super) fn merge_if_behind(&mut self, conn: &Connection) {
+        if self.committed_len >= MERGE_ALL_AT {
             self.merge(conn);
         }
     }
 
-    /// Moves every committed id into the table in one transaction.
+    /// Moves every committed id into the table in one transaction of its own (between
+    /// batches); a failed merge keeps the ids.
     pub(super) fn merge(&mut self, conn: &Connection) {
-        self.last_merge = Instant::now();
         if self.committed.is_empty() {
             return;
         }
-        match write_merge(conn, &self.committed) {
-            Ok(()) => self.committed.clear(),
+        let all = self.committed.values().flat_map(|held| held.iter());
+        let written = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(Into::into)
+            .and_then(|()| write_merge(conn, all))
+            .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+        match written {
+            Ok(()) => {
+                self.committed.clear();
+                self.committed_len = 0;
+                self.draining.clear();
+                self.last_merge = Instant::now();
+            }
             Err(e) => {
-                tracing::warn!(error = %e, ids = self.committed.len(), "merging client ids failed");
+                tracing::warn!(error = %e, ids = self.committed_len, "merging client ids failed");
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
@@ -172,32 +292,30 @@ fn split(k: &str) -> Option<(&str, &str, &str)> {
     Some((room_id, from_id, client_id))
 }
 
-fn write_merge(conn: &Connection, ids: &HashMap<Key, u64>) -> StoreResult<()> {
-    let mut rows: Vec<((&str, &str, &str), u64)> = ids
-        .iter()
-        .filter_map(|(k, seq)| Some((split(k)?, *seq)))
-        .collect();
+/// Inserts `ids` into the table and raises their rooms' marks, on the open transaction.
+fn write_merge<'a>(
+    conn: &Connection,
+    ids: impl Iterator<Item = (&'a Key, &'a u64)>,
+) -> StoreResult<()> {
+    let mut rows: Vec<((&str, &str, &str), u64)> =
+        ids.filter_map(|(k, seq)| Some((split(k)?, *seq))).collect();
     // In index order, so each page of the table is visited once.
     rows.sort_unstable();
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    {
-        let mut insert = conn.prepare_cached(
-            "INSERT OR IGNORE INTO client_ids (room_id, from_id, client_id, seq) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        let mut mark = conn.prepare_cached(
-            "UPDATE rooms SET client_ids_seq = last_seq WHERE id = ?1 AND client_ids_seq < last_seq",
-        )?;
-        let mut last_room = None;
-        for ((room, from, client_id), seq) in &rows {
-            insert.execute(params![room, from, client_id, seq])?;
-            if last_room != Some(*room) {
-                mark.execute([room])?;
-                last_room = Some(*room);
-            }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO client_ids (room_id, from_id, client_id, seq) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut mark = conn.prepare_cached(
+        "UPDATE rooms SET client_ids_seq = last_seq WHERE id = ?1 AND client_ids_seq < last_seq",
+    )?;
+    let mut last_room = None;
+    for ((room, from, client_id), seq) in &rows {
+        insert.execute(params![room, from, client_id, seq])?;
+        if last_room != Some(*room) {
+            mark.execute([room])?;
+            last_room = Some(*room);
         }
     }
-    conn.execute_batch("COMMIT")?;
     Ok(())
 }
 

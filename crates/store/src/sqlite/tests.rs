@@ -698,3 +698,83 @@ fn a_version_2_database_gets_its_events_moved_into_a_rowid_table() {
     );
     assert!(dup.is_err(), "(room, seq) is still unique");
 }
+
+#[test]
+fn a_due_merge_goes_a_few_rooms_per_batch_and_a_rolled_back_slice_is_merged_again() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut conn = writer_conn(&dir);
+    let (ada, _, first) = setup(&mut conn);
+    let mut texts = Texts::default();
+    let mut rooms = vec![first];
+    for name in ["second", "third"] {
+        let change = run_one_with(&mut conn, &mut texts, |reply| Command::CreateRoom {
+            owner: ada.clone(),
+            name: name.into(),
+            visibility: Visibility::Public,
+            reply,
+        })
+        .expect("created");
+        rooms.push(change.room.id);
+    }
+    // 1,000 ids in each room: two rooms fit in a slice of 2,048, three do not.
+    for room in &rooms {
+        for chunk in 0..2 {
+            let (commands, _answers): (Vec<_>, Vec<_>) = (0..500)
+                .map(|n| append(room, &ada, text(&format!("c{}", chunk * 500 + n))))
+                .unzip();
+            writer::run_batch(&mut conn, commands, &Counters::default(), &mut texts);
+        }
+    }
+    assert_eq!((stored_ids(&conn), texts.ids().held()), (0, 3000));
+
+    texts.ids().merge_soon();
+    let marks = |conn: &Connection| -> Vec<u64> {
+        rooms
+            .iter()
+            .map(|room| {
+                conn.query_row(
+                    "SELECT client_ids_seq FROM rooms WHERE id = ?1",
+                    [room],
+                    |r| r.get(0),
+                )
+                .expect("reads")
+            })
+            .collect()
+    };
+    // A slice rolled back with its batch stays in memory, and is found there.
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER boom BEFORE INSERT ON main.events WHEN NEW.body = 'boom' \
+         BEGIN SELECT RAISE(ROLLBACK, 'boom'); END",
+    )
+    .expect("trigger");
+    let boom = Append::Text {
+        client_id: "boom".into(),
+        body: "boom".into(),
+    };
+    let (c, mut r) = append(&rooms[0], &ada, boom);
+    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts);
+    assert!(r.try_recv().expect("answered").is_err());
+    assert_eq!((stored_ids(&conn), texts.ids().held()), (0, 3000));
+    assert_eq!(
+        send(&mut conn, &mut texts, &rooms[1], &ada, "c5"),
+        (7, true)
+    );
+
+    // The batch above merged one slice: two rooms, whose marks rose to their last seq.
+    assert_eq!(stored_ids(&conn), 2000);
+    assert_eq!(texts.ids().held(), 1000);
+    let mut marked = marks(&conn);
+    marked.sort_unstable();
+    assert_eq!(marked, vec![0, 1001, 1001]);
+    // The next batch merges the last room; its own new id waits for the next merge.
+    assert_eq!(
+        send(&mut conn, &mut texts, &rooms[2], &ada, "new"),
+        (1002, false)
+    );
+    assert_eq!(stored_ids(&conn), 3000);
+    assert_eq!(texts.ids().held(), 1);
+    assert_eq!(marks(&conn)[2], 1001, "through the seq before the new id");
+    for (room, seq) in rooms.iter().zip([2, 2, 2]) {
+        assert_eq!(send(&mut conn, &mut texts, room, &ada, "c0"), (seq, true));
+    }
+}

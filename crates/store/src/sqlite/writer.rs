@@ -141,7 +141,7 @@ pub(super) fn run(
             }
         }
         run_batch(&mut conn, batch, &counters, &mut texts);
-        texts.ids().merge_if_due(&conn);
+        texts.ids().merge_if_behind(&conn);
         reset.run_if_asked(&conn);
     }
     texts.ids().merge(&conn);
@@ -179,6 +179,10 @@ pub(super) fn run_batch(
     let now = now_ms();
     let mut finishes = Vec::with_capacity(batch.len());
     let mut failure = run_cached(conn, "BEGIN IMMEDIATE").err();
+    if failure.is_none() {
+        // Before any text, while each room's stored `last_seq` covers only committed ids.
+        texts.ids().merge_slice(conn);
+    }
     for command in batch {
         if failure.is_some() {
             // The transaction is gone: answer without running.
