@@ -192,18 +192,14 @@ impl ClientIds {
             .iter()
             .filter_map(|room| self.committed.get(room))
             .flat_map(|held| held.iter());
-        let written = conn
-            .execute_batch("SAVEPOINT merge")
-            .map_err(Into::into)
-            .and_then(|()| write_merge(conn, slice))
-            .and_then(|()| Ok(conn.execute_batch("RELEASE merge")?));
-        match written {
+        let savepoint = (
+            "SAVEPOINT merge",
+            "RELEASE merge",
+            "ROLLBACK TO merge; RELEASE merge",
+        );
+        match merge_within(conn, savepoint, slice) {
             Ok(()) => self.merging = rooms,
-            Err(e) => {
-                tracing::warn!(error = %e, ids, "merging client ids failed");
-                let _ = conn.execute_batch("ROLLBACK TO merge; RELEASE merge");
-                self.draining.extend(rooms);
-            }
+            Err(_) => self.draining.extend(rooms),
         }
     }
 
@@ -263,24 +259,12 @@ impl ClientIds {
             return;
         }
         let all = self.committed.values().flat_map(|held| held.iter());
-        let written = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(Into::into)
-            .and_then(|()| write_merge(conn, all))
-            .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
-        match written {
-            Ok(()) => {
-                self.committed.clear();
-                self.committed_len = 0;
-                self.draining.clear();
-                self.last_merge = Instant::now();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, ids = self.committed_len, "merging client ids failed");
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-            }
+        let transaction = ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK");
+        if merge_within(conn, transaction, all).is_ok() {
+            self.committed.clear();
+            self.committed_len = 0;
+            self.draining.clear();
+            self.last_merge = Instant::now();
         }
     }
 }
@@ -290,6 +274,27 @@ fn split(k: &str) -> Option<(&str, &str, &str)> {
     let (room_id, rest) = k.split_once('\0')?;
     let (from_id, client_id) = rest.split_once('\0')?;
     Some((room_id, from_id, client_id))
+}
+
+/// Runs `write_merge` between `begin` and `end`; if it fails, runs `undo` (unless SQLite has
+/// rolled everything back already) and answers the error.
+fn merge_within<'a>(
+    conn: &Connection,
+    (begin, end, undo): (&str, &str, &str),
+    ids: impl Iterator<Item = (&'a Key, &'a u64)>,
+) -> StoreResult<()> {
+    let written = conn
+        .execute_batch(begin)
+        .map_err(Into::into)
+        .and_then(|()| write_merge(conn, ids))
+        .and_then(|()| Ok(conn.execute_batch(end)?));
+    if let Err(e) = &written {
+        tracing::warn!(error = %e, "merging client ids failed; the ids wait in memory");
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch(undo);
+        }
+    }
+    written
 }
 
 /// Inserts `ids` into the table and raises their rooms' marks, on the open transaction.
