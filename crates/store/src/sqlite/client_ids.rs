@@ -81,7 +81,7 @@ pub(super) struct ClientIds {
     /// Ids that arrive meanwhile in other rooms wait for the next merge, so that each merge
     /// writes a sender's page once.
     draining: Vec<String>,
-    /// When memory last held no id (or a merge last ended).
+    /// When the last merge ended (or the writer started): the next is due a second later.
     last_merge: Instant,
     /// Which ids the table surely does not hold.
     filter: IdFilter,
@@ -234,7 +234,7 @@ impl ClientIds {
         }
         // After the merged rooms are gone: this batch's ids came after their marks.
         for (k, seq) in self.batch.drain() {
-            let room_len = k.find('\0').unwrap_or(k.len());
+            let room_len = room_of(&k).len();
             let held = match self.committed.get_mut(&k[..room_len]) {
                 Some(held) => held,
                 None => self.committed.entry(k[..room_len].to_owned()).or_default(),
@@ -267,6 +267,11 @@ impl ClientIds {
             self.last_merge = Instant::now();
         }
     }
+}
+
+/// A key's room.
+fn room_of(k: &str) -> &str {
+    k.split_once('\0').map_or(k, |(room_id, _)| room_id)
 }
 
 /// A key's room, sender and client id (the client id, last, may itself hold a NUL).

@@ -90,7 +90,6 @@ ALTER TABLE rooms ADD COLUMN client_ids_seq INTEGER NOT NULL DEFAULT 0;
 DROP INDEX IF EXISTS events_client_id;
 ";
 
-/// Checks the `synchronous` option: `full` or `normal`.
 /// Up to version 2, events were a `WITHOUT ROWID` table keyed by `(room_id, seq)`: each
 /// commit rewrote (and split, three pages at a time) the leaf of every room it appended to.
 /// From version 3 they are a rowid table, appended at its end, with a small unique index on
@@ -110,6 +109,7 @@ INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, 
 DROP TABLE events_v2;
 ";
 
+/// Checks the `synchronous` option: `full` or `normal`.
 pub(super) fn synchronous(value: &str) -> StoreResult<&'static str> {
     match value.to_ascii_lowercase().as_str() {
         "full" => Ok("FULL"),
