@@ -81,6 +81,8 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
     let before = store.last_seqs(&room_ids).await?;
     let me = std::process::id();
     let cpu0 = procstat::cpu_us(me);
+    let engines = crate::engines::engines_of(&[me]);
+    let engine_cpu0 = procstat::cpu_us_of(&engines);
     let started = Instant::now();
     let deadline = started + opts.duration;
     let total = Arc::new(AtomicU64::new(0));
@@ -129,6 +131,9 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
     let cpu = procstat::cpu_us(me)
         .zip(cpu0)
         .map(|(a, b)| a.saturating_sub(b));
+    let engine_cpu = procstat::cpu_us_of(&engines)
+        .zip(engine_cpu0)
+        .map(|(a, b)| a.saturating_sub(b));
     let after = store.last_seqs(&room_ids).await?;
     store.close().await;
     let (mut lost, mut duplicates) = (0u64, 0u64);
@@ -157,6 +162,11 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
         cpu_us_per_delivery: cpu
             .filter(|_| appended > 0)
             .map(|c| c as f64 / appended as f64),
+        engine_cpu_pct: engine_cpu.map(|c| c as f64 / secs / 1e4),
+        engine_cpu_us_per_delivery: engine_cpu
+            .filter(|_| appended > 0)
+            .map(|c| c as f64 / appended as f64),
+        engine_processes: engines.len(),
         ack: Latency::of(&hist),
         delivery: Latency::default(),
         connect: Latency::default(),

@@ -55,6 +55,10 @@ pub struct LoadResult {
     pub window_secs: f64,
     pub window: Snapshot,
     pub server_cpu_us: Option<u64>,
+    /// CPU time of the server's engines on this machine (`engines::engines_of`) in the window.
+    pub engine_cpu_us: Option<u64>,
+    /// How many engine processes that is.
+    pub engine_processes: usize,
     pub rss_before: Option<u64>,
     pub rss_connected: Option<u64>,
     pub rss_end: Option<u64>,
@@ -141,6 +145,8 @@ pub async fn run_load(
     let mut window = Snapshot::default();
     let mut window_secs = 0.0;
     let mut server_cpu_us = None;
+    let mut engine_cpu_us = None;
+    let engines = crate::engines::engines_of(&pids);
     let mut storm_recover_secs = None;
     if opts.send || opts.duration > Duration::ZERO {
         let t0 = now_ns() + 200_000_000;
@@ -157,6 +163,7 @@ pub async fn run_load(
         .await?;
         let start = c.mark().await?;
         let cpu0 = procstat::sample_of(&pids);
+        let engine_cpu0 = procstat::cpu_us_of(&engines);
         let w0 = Instant::now();
         match opts.storm {
             Some((at, how)) => {
@@ -174,6 +181,9 @@ pub async fn run_load(
             server_cpu_us = Some(b.cpu_us.saturating_sub(a.cpu_us));
             window_secs = (b.at - a.at).as_secs_f64();
         }
+        engine_cpu_us = engine_cpu0
+            .zip(procstat::cpu_us_of(&engines))
+            .map(|(a, b)| b.saturating_sub(a));
         window = diff(&end, &start);
     }
     c.broadcast(Cmd::StopSending).await;
@@ -217,6 +227,8 @@ pub async fn run_load(
         window_secs,
         window,
         server_cpu_us,
+        engine_cpu_us,
+        engine_processes: engines.len(),
         rss_before,
         rss_connected,
         rss_end,

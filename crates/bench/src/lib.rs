@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod compare;
 pub mod driver;
+pub mod engines;
 pub mod link;
 pub mod node;
 pub mod plot;

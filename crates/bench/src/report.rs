@@ -48,6 +48,14 @@ pub struct RunReport {
     pub delivered_per_s: f64,
     pub server_cpu_pct: Option<f64>,
     pub cpu_us_per_delivery: Option<f64>,
+    /// CPU of the server's engines on this machine (PostgreSQL backends, NATS, Redis), when
+    /// any was found: the work the server hands them, beside its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_cpu_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_cpu_us_per_delivery: Option<f64>,
+    #[serde(default)]
+    pub engine_processes: usize,
     pub ack: Latency,
     pub delivery: Latency,
     pub connect: Latency,
@@ -117,6 +125,12 @@ impl RunReport {
             delivered_per_s: w.delivered as f64 / secs,
             server_cpu_pct: r.server_cpu_us.map(|u| u as f64 / secs / 1e4),
             cpu_us_per_delivery,
+            engine_cpu_pct: r.engine_cpu_us.map(|u| u as f64 / secs / 1e4),
+            engine_cpu_us_per_delivery: match (r.engine_cpu_us, w.delivered) {
+                (Some(cpu), d) if d > 0 => Some(cpu as f64 / d as f64),
+                _ => None,
+            },
+            engine_processes: r.engine_processes,
             ack: Latency::of(&r.merged.ack),
             delivery: Latency::of(&r.merged.delivery),
             connect: Latency::of(&r.merged.connect),
@@ -151,6 +165,22 @@ impl RunReport {
         Ok(all)
     }
 
+    /// The line about the engines' CPU beside the server's, if any engine was measured.
+    fn engines_line(&self, per: &str) -> Option<String> {
+        let pct = self.engine_cpu_pct?;
+        let total = self
+            .cpu_us_per_delivery
+            .zip(self.engine_cpu_us_per_delivery)
+            .map(|(a, b)| format!("; with the server's own, {:.2} µs", a + b))
+            .unwrap_or_default();
+        Some(format!(
+            "  engines CPU   {pct:.0}% ({} process{} at the far end of the server's connections)  →  {} per {per}{total}",
+            self.engine_processes,
+            if self.engine_processes == 1 { "" } else { "es" },
+            opt(self.engine_cpu_us_per_delivery, " µs", 2),
+        ))
+    }
+
     /// The human-readable form.
     pub fn text(&self) -> String {
         let mut s = String::new();
@@ -164,6 +194,15 @@ impl RunReport {
         if let Some(a) = self.appends_per_s {
             let _ = writeln!(s, "  appends       {a:.0}/s over {:.1} s", self.window_secs);
             let _ = writeln!(s, "  append lat.   {}", lat(&self.ack));
+            let _ = writeln!(
+                s,
+                "  CPU           {} of this process  →  {} per append",
+                opt(self.server_cpu_pct, "%", 0),
+                opt(self.cpu_us_per_delivery, " µs", 2)
+            );
+            if let Some(line) = self.engines_line("append") {
+                let _ = writeln!(s, "{line}");
+            }
             let _ = writeln!(
                 s,
                 "  lost {}  duplicates {}  errors {}",
@@ -194,6 +233,9 @@ impl RunReport {
                 opt(self.server_cpu_pct, "%", 0),
                 opt(self.cpu_us_per_delivery, " µs", 2)
             );
+            if let Some(line) = self.engines_line("delivered message") {
+                let _ = writeln!(s, "{line}");
+            }
             let _ = writeln!(s, "  ack latency   {}", lat(&self.ack));
             let _ = writeln!(s, "  delivery lat. {}", lat(&self.delivery));
         }
