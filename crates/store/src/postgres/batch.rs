@@ -73,16 +73,12 @@ async fn create_dm_rooms(tx: &mut PgConnection, needs: &Needs, now: i64) -> Stor
 /// need. Every writer locks a room's row before it touches the room's members or events, so
 /// what is read here stays true until the commit.
 ///
-/// Members are looked up one primary-key probe per pair (`LATERAL ... LIMIT 1`): the kept
-/// (generic) plan of `(room_id, user_id) IN (SELECT * FROM UNNEST(..))` guesses ten pairs and
-/// hash-joins them against a sequential scan of `members` whenever the table is a few
-/// thousand rows: measured at 1 ms per batch and most of PostgreSQL's CPU in a fan-out run.
-///
-/// The two lookups in `events` are not kept prepared: each is planned for the table as it is
-/// now. A plan cached while `events` was small (a new database, before autovacuum's first
-/// ANALYZE) scans the whole table for every batch: measured at 7 M rows read in 10 s and
-/// appends 3× slower. (`plan_cache_mode = force_custom_plan` fixes it too, but plans every
-/// statement of every batch.)
+/// Batches run on generic plans (see `writer::BEGIN`), so every lookup is one index probe per
+/// key (`LATERAL (... LIMIT 1)` on a unique index), whatever the tables held when the plan
+/// was made: the form `(a, b) IN (SELECT * FROM UNNEST(..))` gets a hash join over a
+/// sequential scan whenever the table is small or empty at planning time (measured: 1 ms per
+/// batch on a 3,000-row `members`; and, for `events` planned while empty, 7 M rows read in
+/// 10 s and appends 3× slower).
 async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResult<View> {
     let mut rooms = Vec::new();
     if !needs.rooms.is_empty() {
@@ -119,10 +115,11 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
     if !needs.targets.is_empty() {
         let (room_ids, seqs): (Vec<_>, Vec<_>) = needs.targets.iter().cloned().unzip();
         let rows: Vec<TargetRow> = sqlx::query_as(
-            "SELECT room_id, seq, kind, deleted, from_id FROM events WHERE (room_id, seq) IN \
-             (SELECT * FROM UNNEST($1::text[], $2::bigint[]))",
+            "SELECT e.room_id, e.seq, e.kind, e.deleted, e.from_id \
+             FROM UNNEST($1::text[], $2::bigint[]) AS u(room_id, seq) \
+             CROSS JOIN LATERAL (SELECT room_id, seq, kind, deleted, from_id FROM events \
+             WHERE room_id = u.room_id AND seq = u.seq LIMIT 1) AS e",
         )
-        .persistent(false)
         .bind(room_ids)
         .bind(seqs)
         .fetch_all(&mut *tx)
@@ -142,12 +139,12 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
         }
         let [room_ids, from_ids, clients] = columns;
         let rows: Vec<EventRow> = sqlx::query_as(concat!(
-            "SELECT ",
+            "SELECT e.* FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+             AS u(room_id, from_id, client_id) CROSS JOIN LATERAL (SELECT ",
             event_columns!(),
-            " FROM events WHERE client_id IS NOT NULL AND (room_id, from_id, client_id) IN \
-             (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))"
+            " FROM events WHERE client_id IS NOT NULL AND room_id = u.room_id \
+             AND from_id = u.from_id AND client_id = u.client_id LIMIT 1) AS e"
         ))
-        .persistent(false)
         .bind(room_ids)
         .bind(from_ids)
         .bind(clients)
@@ -174,7 +171,7 @@ async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
         sqlx::query(
             "UPDATE rooms SET member_count = u.member_count, last_seq = u.last_seq \
              FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS u(id, member_count, last_seq) \
-             WHERE rooms.id = u.id",
+             WHERE rooms.id = u.id AND rooms.id = ANY($1)",
         )
         .bind(ids)
         .bind(counts)
@@ -196,9 +193,11 @@ async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
             .unzip();
         for sql in [
             "UPDATE events SET deleted = TRUE, body = NULL WHERE (room_id, seq) IN \
-             (SELECT * FROM UNNEST($1::text[], $2::bigint[]))",
+             (SELECT * FROM UNNEST($1::text[], $2::bigint[])) \
+             AND room_id = ANY($1) AND seq = ANY($2)",
             "UPDATE events SET deleted = TRUE, body = NULL WHERE kind = 'edit' \
-             AND (room_id, target) IN (SELECT * FROM UNNEST($1::text[], $2::bigint[]))",
+             AND (room_id, target) IN (SELECT * FROM UNNEST($1::text[], $2::bigint[])) \
+             AND room_id = ANY($1) AND target = ANY($2)",
         ] {
             sqlx::query(sql)
                 .bind(&room_ids)
@@ -261,7 +260,8 @@ async fn write_members(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()
             .unzip();
         sqlx::query(
             "DELETE FROM members WHERE (room_id, user_id) IN \
-             (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+             (SELECT * FROM UNNEST($1::text[], $2::text[])) \
+             AND room_id = ANY($1) AND user_id = ANY($2)",
         )
         .bind(room_ids)
         .bind(user_ids)
@@ -301,7 +301,8 @@ async fn write_members(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()
         sqlx::query(
             "UPDATE members SET read_seq = u.read_seq \
              FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(room_id, user_id, read_seq) \
-             WHERE members.room_id = u.room_id AND members.user_id = u.user_id",
+             WHERE members.room_id = u.room_id AND members.user_id = u.user_id \
+             AND members.room_id = ANY($1) AND members.user_id = ANY($2)",
         )
         .bind(room_ids)
         .bind(user_ids)
