@@ -245,7 +245,11 @@ impl Common {
         }
         Ok(match self.server {
             ServerKind::Confab => {
-                Box::new(Spawned::confab(self.confab_bin.clone(), &engines.env()).await?)
+                let node = Spawned::confab(self.confab_bin.clone(), &engines.env()).await?;
+                match self.store.as_deref().and_then(|u| u.split_once("://")) {
+                    Some((scheme, _)) => Box::new(node.labelled(format!("confab ({scheme})"))),
+                    None => Box::new(node),
+                }
             }
             ServerKind::Floor => Box::new(Spawned::floor(self.floor_bin.clone()).await?),
             ServerKind::Socketio => Box::new(Spawned::socketio(self.socketio_dir.clone()).await?),

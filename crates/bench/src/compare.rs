@@ -64,7 +64,8 @@ pub struct CompareArgs {
         default_value = "10,20,40,60,80,120,160,240,320"
     )]
     pub capacity_rates: Vec<f64>,
-    /// append: store URLs (`sqlite` is a fresh temporary SQLite file).
+    /// Stores: `append` runs on each; confab's `fanout` and `hot-room` runs too, one row per
+    /// store (`sqlite` is a fresh temporary SQLite file; a PostgreSQL database must exist).
     #[arg(long, value_delimiter = ',', default_value = "sqlite")]
     pub stores: Vec<String>,
     /// Only rewrite the table and plots from `--out-dir`/results.json.
@@ -103,13 +104,14 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             }
             continue;
         }
-        for server in &args.servers {
-            if *server == ServerKind::Socketio && scenario == "storm" {
+        for (server, store) in runs(scenario, &args) {
+            if server == ServerKind::Socketio && scenario == "storm" {
                 eprintln!("storm on socketio: skipped (the peer has no resume)");
                 continue;
             }
             let mut common = args.common.clone();
-            common.server = *server;
+            common.server = server;
+            common.store = store;
             common.target = None;
             common.dialect = None;
             let mut node = match common.node().await {
@@ -136,6 +138,26 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&reports)?,
     )?;
     write_outputs(&reports, &args)
+}
+
+/// The servers a scenario runs on, with the store of each confab run: confab once per store
+/// in the fan-out scenarios (where what a message costs is the point), on SQLite elsewhere.
+fn runs(scenario: &str, args: &CompareArgs) -> Vec<(ServerKind, Option<String>)> {
+    let per_store = matches!(scenario, "fanout" | "hot-room");
+    let mut runs = Vec::new();
+    for server in &args.servers {
+        if *server != ServerKind::Confab {
+            runs.push((*server, None));
+            continue;
+        }
+        runs.push((*server, args.common.store.clone()));
+        if per_store {
+            for store in args.stores.iter().filter(|s| s.as_str() != "sqlite") {
+                runs.push((*server, Some(store.clone())));
+            }
+        }
+    }
+    runs
 }
 
 /// Writes the table and the plots.

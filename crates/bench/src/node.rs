@@ -128,6 +128,12 @@ impl Spawned {
         Self::start("confab".into(), program, args, envs, port, Some(dir)).await
     }
 
+    /// The same node under another name in reports (`confab (postgres)`).
+    pub fn labelled(mut self, label: String) -> Spawned {
+        self.label = label;
+        self
+    }
+
     /// The floor (`confab-floor`), found beside this executable unless `bin` is given.
     pub async fn floor(bin: Option<PathBuf>) -> anyhow::Result<Spawned> {
         let program = match bin {

@@ -63,13 +63,22 @@ pub fn markdown(reports: &[RunReport]) -> String {
         let _ = writeln!(s, "### {scenario}\n\n`{}`\n", rs[0].params);
         let _ = writeln!(
             s,
-            "| server | delivered msgs/s | server CPU | CPU µs / delivery | × ceiling | × Socket.IO | ack p50 / p99 | delivery p50 / p99 / p99.9 / max | lost / dup / errors | RSS end | load |"
+            "| server | delivered msgs/s | server CPU | CPU µs / delivery (+ engines) | × ceiling | × Socket.IO | ack p50 / p99 | delivery p50 / p99 / p99.9 / max | lost / dup / errors | RSS end | load |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---|---|---:|---|");
         for r in &rs {
+            // With engines (PostgreSQL backends, ...), the ratio with them follows in brackets.
+            let engines = r.engine_cpu_us_per_delivery;
             let ratio = |base: Option<f64>| match (r.cpu_us_per_delivery, base) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                (Some(a), Some(b)) if b > 0.0 => match engines {
+                    Some(e) => format!("{:.2} ({:.2})", a / b, (a + e) / b),
+                    None => format!("{:.2}", a / b),
+                },
                 _ => "—".into(),
+            };
+            let cpu = match engines {
+                Some(e) => format!("{} (+ {e:.2})", f2(r.cpu_us_per_delivery)),
+                None => f2(r.cpu_us_per_delivery),
             };
             let _ = writeln!(
                 s,
@@ -77,7 +86,7 @@ pub fn markdown(reports: &[RunReport]) -> String {
                 r.server,
                 r.delivered_per_s,
                 f0(r.server_cpu_pct),
-                f2(r.cpu_us_per_delivery),
+                cpu,
                 ratio(floor),
                 ratio(sio),
                 us(r.ack.p50_us),
@@ -230,7 +239,7 @@ pub fn markdown(reports: &[RunReport]) -> String {
         let _ = writeln!(s, "### append (the store alone, group-committed)\n");
         let _ = writeln!(
             s,
-            "| store | appends/s | append p50 / p99 / max | CPU µs / append | lost / dup / errors | params | load |"
+            "| store | appends/s | append p50 / p99 / max | CPU µs / append (+ engines) | lost / dup / errors | params | load |"
         );
         let _ = writeln!(s, "|---|---:|---|---:|---|---|---|");
         for r in &rs {
@@ -242,7 +251,10 @@ pub fn markdown(reports: &[RunReport]) -> String {
                 us(r.ack.p50_us),
                 us(r.ack.p99_us),
                 us(r.ack.max_us),
-                f2(r.cpu_us_per_delivery),
+                match r.engine_cpu_us_per_delivery {
+                    Some(e) => format!("{} (+ {e:.2})", f2(r.cpu_us_per_delivery)),
+                    None => f2(r.cpu_us_per_delivery),
+                },
                 checks(r),
                 r.params,
                 r.machine.load

@@ -329,6 +329,13 @@ async fn a_cluster_spreads_connections_over_its_nodes_and_delivers_across_them()
     cluster.stop().await;
     assert_clean(&r);
     assert_eq!(r.delivered, r.acked * TINY.members as u64, "{}", r.text());
+    // The engines on this machine (PostgreSQL backends, the NATS server) are found and their
+    // CPU is reported beside the nodes'.
+    assert!(
+        r.engine_processes >= 2 && r.engine_cpu_us_per_delivery.is_some(),
+        "{}",
+        r.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
