@@ -121,21 +121,22 @@ pub fn latency_cdf(
     Ok(())
 }
 
-/// Grouped bars: for each scenario, one bar per server (`None` where it did not run).
+/// Grouped bars: for each scenario, one bar per server (`None` where it did not run), each
+/// `(own, stacked)`: a second, lighter part on top of the first (the engines' CPU), if not 0.
 pub fn bars(
     path: &Path,
     title: &str,
     y_desc: &str,
     groups: &[String],
     servers: &[String],
-    values: &[Vec<Option<f64>>],
+    values: &[Vec<Option<(f64, f64)>>],
 ) -> anyhow::Result<()> {
     anyhow::ensure!(font(), "no TrueType font found (looked in {FONTS:?})");
     let max = values
         .iter()
         .flatten()
         .flatten()
-        .fold(0.0_f64, |a, b| a.max(*b))
+        .fold(0.0_f64, |a, (own, more)| a.max(own + more))
         .max(1e-6);
     let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -171,7 +172,7 @@ pub fn bars(
             .iter()
             .enumerate()
             .filter_map(|(g, row)| {
-                let v = (*row.get(s)?)?;
+                let (v, _) = (*row.get(s)?)?;
                 let x0 = g as f64 + 0.1 + s as f64 * width;
                 Some(Rectangle::new(
                     [(x0, 0.0), (x0 + width * 0.9, v)],
@@ -184,15 +185,35 @@ pub fn bars(
             .map_err(err)?
             .label(server.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+        let stacked: Vec<Rectangle<(f64, f64)>> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(g, row)| {
+                let (v, more) = (*row.get(s)?)?;
+                let x0 = g as f64 + 0.1 + s as f64 * width;
+                (more > 0.0).then(|| {
+                    Rectangle::new(
+                        [(x0, v), (x0 + width * 0.9, v + more)],
+                        color.mix(0.35).filled(),
+                    )
+                })
+            })
+            .collect();
+        chart.draw_series(stacked).map_err(err)?;
         let texts: Vec<Text<'_, (f64, f64), String>> = values
             .iter()
             .enumerate()
             .filter_map(|(g, row)| {
-                let v = (*row.get(s)?)?;
+                let (v, more) = (*row.get(s)?)?;
                 let x0 = g as f64 + 0.1 + s as f64 * width;
+                let text = if more > 0.0 {
+                    format!("{v:.2}+{more:.2}")
+                } else {
+                    format!("{v:.2}")
+                };
                 Some(Text::new(
-                    format!("{v:.2}"),
-                    (x0, v + max * 0.02),
+                    text,
+                    (x0, v + more + max * 0.02),
                     ("sans-serif", 13).into_font(),
                 ))
             })
@@ -235,7 +256,10 @@ mod tests {
             "µs",
             &["fanout".into(), "hot-room".into()],
             &["confab".into(), "floor".into()],
-            &[vec![Some(3.0), Some(1.0)], vec![Some(4.0), None]],
+            &[
+                vec![Some((3.0, 0.0)), Some((1.0, 0.0))],
+                vec![Some((4.0, 2.5)), None],
+            ],
         )
         .expect("bars");
         for p in [cdf, bar] {

@@ -340,15 +340,15 @@ pub fn plots(reports: &[RunReport], dir: &Path) -> Vec<(String, anyhow::Result<(
             .flat_map(|(_, rs)| rs.iter().copied())
             .collect();
         let servers = servers_of(&all);
-        let values: Vec<Vec<Option<f64>>> = groups
+        let values: Vec<Vec<Option<(f64, f64)>>> = groups
             .iter()
             .map(|(_, rs)| {
                 servers
                     .iter()
                     .map(|s| {
-                        rs.iter()
-                            .find(|r| &r.server == s)
-                            .and_then(|r| r.cpu_us_per_delivery)
+                        let r = rs.iter().find(|r| &r.server == s)?;
+                        let own = r.cpu_us_per_delivery?;
+                        Some((own, r.engine_cpu_us_per_delivery.unwrap_or(0.0)))
                     })
                     .collect()
             })
@@ -359,7 +359,7 @@ pub fn plots(reports: &[RunReport], dir: &Path) -> Vec<(String, anyhow::Result<(
             name.clone(),
             plot::bars(
                 &dir.join(&name),
-                "server CPU per delivered message (lower is better)",
+                "server CPU per delivered message, engines' (PostgreSQL...) lighter on top",
                 "CPU µs per delivery",
                 &labels,
                 &servers,
