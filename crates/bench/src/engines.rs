@@ -7,65 +7,9 @@
 //! shared with other work (one Redis for the whole machine) are counted whole: on a bench
 //! machine nothing else uses them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-/// One row of /proc/net/tcp{,6}: addresses as the kernel prints them (hex `ADDR:PORT`).
-struct Socket {
-    local: String,
-    remote: String,
-    listening: bool,
-}
-
-/// Every TCP socket of this network namespace, by inode.
-fn sockets() -> HashMap<u64, Socket> {
-    let mut all = HashMap::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // local_address 1, rem_address 2, st 3 (0A = LISTEN), inode 9.
-            let (Some(local), Some(remote), Some(state), Some(inode)) =
-                (f.get(1), f.get(2), f.get(3), f.get(9))
-            else {
-                continue;
-            };
-            let Ok(inode) = inode.parse::<u64>() else {
-                continue;
-            };
-            if inode == 0 {
-                continue; // TIME_WAIT and the like: nobody holds it
-            }
-            all.insert(
-                inode,
-                Socket {
-                    local: local.to_string(),
-                    remote: remote.to_string(),
-                    listening: *state == "0A",
-                },
-            );
-        }
-    }
-    all
-}
-
-/// The socket inodes `pid` holds.
-fn socket_inodes(pid: u32) -> Vec<u64> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    fds.flatten()
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter_map(|link| {
-            let link = link.to_str()?.to_owned();
-            link.strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse::<u64>()
-                .ok()
-        })
-        .collect()
-}
+use crate::procstat::{socket_inodes, tcp_sockets};
 
 fn port(addr: &str) -> Option<&str> {
     addr.rsplit_once(':').map(|(_, p)| p)
@@ -74,7 +18,7 @@ fn port(addr: &str) -> Option<&str> {
 /// The processes (other than `pids`) holding the far end of the connections `pids` opened,
 /// sorted; empty when none is visible (engines on other machines, or no permission).
 pub fn engines_of(pids: &[u32]) -> Vec<u32> {
-    let table = sockets();
+    let table = tcp_sockets();
     let ours: Vec<u64> = pids.iter().flat_map(|p| socket_inodes(*p)).collect();
     let listen_ports: HashSet<&str> = ours
         .iter()

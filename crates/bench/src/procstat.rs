@@ -1,6 +1,7 @@
 //! The server process seen from /proc: CPU time (user + system, from `/proc/<pid>/stat`),
-//! resident memory, and which process listens on a local port.
+//! resident memory, the TCP sockets of this machine and which process holds each.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// CPU time and wall time at one moment.
@@ -77,51 +78,81 @@ pub fn rss_of(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|p| rss_bytes(*p)).sum()
 }
 
-/// The id of the process that listens on 127.0.0.1 (or any address) at `port`, if it is
-/// visible to us: the socket's inode from /proc/net/tcp{,6}, then the process holding it.
-pub fn pid_listening_on(port: u16) -> Option<u32> {
-    let mut inodes = Vec::new();
+/// One row of /proc/net/tcp{,6}: addresses as the kernel prints them (hex `ADDR:PORT`).
+pub(crate) struct Socket {
+    pub(crate) local: String,
+    pub(crate) remote: String,
+    pub(crate) listening: bool,
+}
+
+/// Every TCP socket of this network namespace, by inode.
+pub(crate) fn tcp_sockets() -> HashMap<u64, Socket> {
+    let mut all = HashMap::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            // local_address is field 1 (ADDR:PORT in hex), st is field 3 (0A = LISTEN), inode 9.
-            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+            // local_address 1, rem_address 2, st 3 (0A = LISTEN), inode 9.
+            let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (f.get(1), f.get(2), f.get(3), f.get(9))
+            else {
                 continue;
             };
-            let Some((_, p)) = local.rsplit_once(':') else {
+            let Ok(inode) = inode.parse::<u64>() else {
                 continue;
             };
-            if *state == "0A" && u16::from_str_radix(p, 16).ok() == Some(port) {
-                inodes.push(format!("socket:[{inode}]"));
+            if inode == 0 {
+                continue; // TIME_WAIT and the like: nobody holds it
             }
+            all.insert(
+                inode,
+                Socket {
+                    local: local.to_string(),
+                    remote: remote.to_string(),
+                    listening: *state == "0A",
+                },
+            );
         }
     }
+    all
+}
+
+/// The socket inodes `pid` holds.
+pub(crate) fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?.to_owned();
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        })
+        .collect()
+}
+
+/// The id of the process that listens on 127.0.0.1 (or any address) at `port`, if it is
+/// visible to us: the socket's inode from /proc/net/tcp{,6}, then the process holding it.
+pub fn pid_listening_on(port: u16) -> Option<u32> {
+    let wanted = format!("{port:04X}");
+    let inodes: Vec<u64> = tcp_sockets()
+        .into_iter()
+        .filter(|(_, s)| s.listening && s.local.rsplit_once(':').is_some_and(|(_, p)| p == wanted))
+        .map(|(i, _)| i)
+        .collect();
     if inodes.is_empty() {
         return None;
     }
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path())
-                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
-            {
-                return Some(pid);
-            }
-        }
-    }
-    None
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| socket_inodes(*pid).iter().any(|i| inodes.contains(i)))
 }
 
 #[cfg(test)]
