@@ -49,6 +49,7 @@ mod messages;
 mod pg;
 mod pg_cluster;
 mod pg_outage;
+mod pg_plans;
 mod props;
 mod rooms;
 mod users;
