@@ -159,31 +159,59 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
 
 /// Writes what the batch decided, one statement per kind of row. Returns how many statements
 /// inserted events (one, or none).
+/// Sets the rooms' counts and `last_seq` from three arrays given as parameter names.
+macro_rules! update_rooms {
+    ($ids:literal, $counts:literal, $seqs:literal) => {
+        concat!(
+            "UPDATE rooms SET member_count = u.member_count, last_seq = u.last_seq FROM UNNEST(",
+            $ids,
+            "::text[], ",
+            $counts,
+            "::bigint[], ",
+            $seqs,
+            "::bigint[]) AS u(id, member_count, last_seq) WHERE rooms.id = u.id AND rooms.id = ANY(",
+            $ids,
+            ")"
+        )
+    };
+}
+
+/// Inserts the events given as thirteen arrays, `$1` to `$13`.
+macro_rules! insert_events {
+    () => {
+        "INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, body, \
+         target, deleted, ts, client_id) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::boolean[], \
+         $12::bigint[], $13::text[])"
+    };
+}
+
+/// The rooms' new counts and seqs, as the arrays `update_rooms!` takes.
+type RoomCounts<'a> = (Vec<&'a str>, Vec<i64>, Vec<i64>);
+
 async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
     insert_rooms(tx, &writes).await?;
-    if !writes.room_counts.is_empty() {
-        let (mut ids, mut counts, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, count, seq) in &writes.room_counts {
-            ids.push(id.as_str());
-            counts.push(signed(*count));
-            seqs.push(signed(*seq));
-        }
-        sqlx::query(
-            "UPDATE rooms SET member_count = u.member_count, last_seq = u.last_seq \
-             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS u(id, member_count, last_seq) \
-             WHERE rooms.id = u.id AND rooms.id = ANY($1)",
-        )
-        .bind(ids)
-        .bind(counts)
-        .bind(seqs)
-        .execute(&mut *tx)
-        .await?;
-    }
     write_members(tx, &writes).await?;
+    let mut counts: RoomCounts = Default::default();
+    for (id, count, seq) in &writes.room_counts {
+        counts.0.push(id.as_str());
+        counts.1.push(signed(*count));
+        counts.2.push(signed(*seq));
+    }
+    let counts = (!counts.0.is_empty()).then_some(counts);
     let mut statements = 0;
     if !writes.events.is_empty() {
-        insert_events(tx, &writes).await?;
+        // The rooms' row update rides in the events' statement: one round trip less.
+        insert_events(tx, &writes, counts).await?;
         statements += 1;
+    } else if let Some((ids, counts, seqs)) = counts {
+        sqlx::query(update_rooms!("$1", "$2", "$3"))
+            .bind(ids)
+            .bind(counts)
+            .bind(seqs)
+            .execute(&mut *tx)
+            .await?;
     }
     if !writes.erased.is_empty() {
         let (room_ids, seqs): (Vec<_>, Vec<_>) = writes
@@ -314,7 +342,12 @@ async fn write_members(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()
 }
 
 /// Every new event of the batch in one `INSERT … SELECT FROM UNNEST`.
-async fn insert_events(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()> {
+/// Inserts the batch's events and, with `counts`, updates the rooms in the same statement.
+async fn insert_events(
+    tx: &mut PgConnection,
+    writes: &Writes,
+    counts: Option<RoomCounts<'_>>,
+) -> StoreResult<()> {
     let n = writes.events.len();
     let mut text: [Vec<&str>; 4] = Default::default();
     let mut optional: [Vec<Option<&str>>; 4] = Default::default();
@@ -341,28 +374,34 @@ async fn insert_events(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()
     let from_names: Vec<&str> = writes.events.iter().map(|e| e.from.name.as_str()).collect();
     let [room_ids, ids, kinds, from_ids] = text;
     let [by_ids, by_names, bodies, client_ids] = optional;
-    sqlx::query(
-        "INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, body, \
-         target, deleted, ts, client_id) \
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::boolean[], \
-         $12::bigint[], $13::text[])",
-    )
-    .bind(room_ids)
-    .bind(seqs)
-    .bind(ids)
-    .bind(kinds)
-    .bind(from_ids)
-    .bind(from_names)
-    .bind(by_ids)
-    .bind(by_names)
-    .bind(bodies)
-    .bind(targets)
-    .bind(deleted)
-    .bind(ts)
-    .bind(client_ids)
-    .execute(&mut *tx)
-    .await?;
+    let sql = match counts {
+        None => insert_events!(),
+        Some(_) => concat!(
+            "WITH counted AS (",
+            update_rooms!("$14", "$15", "$16"),
+            " RETURNING 1) ",
+            insert_events!()
+        ),
+    };
+    let query = sqlx::query(sql)
+        .bind(room_ids)
+        .bind(seqs)
+        .bind(ids)
+        .bind(kinds)
+        .bind(from_ids)
+        .bind(from_names)
+        .bind(by_ids)
+        .bind(by_names)
+        .bind(bodies)
+        .bind(targets)
+        .bind(deleted)
+        .bind(ts)
+        .bind(client_ids);
+    let query = match counts {
+        Some((ids, counts, seqs)) => query.bind(ids).bind(counts).bind(seqs),
+        None => query,
+    };
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 
