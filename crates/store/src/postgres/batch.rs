@@ -1,6 +1,7 @@
 //! One batch, one transaction (begun by the writer): create missing DM rooms, lock the batch's rooms in id order,
 //! read the facts once, decide every command in memory (`apply`), then write each kind of row
-//! with one multi-row statement and commit. About ten round trips whatever the batch's size.
+//! with one multi-row statement and commit. A batch of texts is six round trips whatever its
+//! size (begin, rooms, members, client ids, events with the rooms' update, commit).
 
 use sqlx::PgConnection;
 
@@ -157,8 +158,6 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
     Ok(View::new(now, rooms, members, targets, client_ids))
 }
 
-/// Writes what the batch decided, one statement per kind of row. Returns how many statements
-/// inserted events (one, or none).
 /// Sets the rooms' counts and `last_seq` from three arrays given as parameter names.
 macro_rules! update_rooms {
     ($ids:literal, $counts:literal, $seqs:literal) => {
@@ -190,6 +189,9 @@ macro_rules! insert_events {
 /// The rooms' new counts and seqs, as the arrays `update_rooms!` takes.
 type RoomCounts<'a> = (Vec<&'a str>, Vec<i64>, Vec<i64>);
 
+/// Writes what the batch decided, one statement per kind of row, the rooms' update riding in
+/// the events' insert when there are events. Returns how many statements inserted events (one,
+/// or none).
 async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
     insert_rooms(tx, &writes).await?;
     write_members(tx, &writes).await?;
@@ -341,8 +343,8 @@ async fn write_members(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()
     Ok(())
 }
 
-/// Every new event of the batch in one `INSERT … SELECT FROM UNNEST`.
-/// Inserts the batch's events and, with `counts`, updates the rooms in the same statement.
+/// Every new event of the batch in one `INSERT … SELECT FROM UNNEST`, with the rooms'
+/// update (`counts`) in the same statement.
 async fn insert_events(
     tx: &mut PgConnection,
     writes: &Writes,
