@@ -11,10 +11,6 @@ use std::collections::HashSet;
 
 use crate::procstat::{socket_inodes, tcp_sockets};
 
-fn port(addr: &str) -> Option<&str> {
-    addr.rsplit_once(':').map(|(_, p)| p)
-}
-
 /// The processes (other than `pids`) holding the far end of the connections `pids` opened,
 /// sorted; empty when none is visible (engines on other machines, or no permission).
 pub fn engines_of(pids: &[u32]) -> Vec<u32> {
@@ -24,13 +20,13 @@ pub fn engines_of(pids: &[u32]) -> Vec<u32> {
         .iter()
         .filter_map(|i| table.get(i))
         .filter(|s| s.listening)
-        .filter_map(|s| port(&s.local))
+        .filter_map(|s| s.local_port())
         .collect();
     // (local, remote) of the far ends of our outbound connections.
     let far: HashSet<(&str, &str)> = ours
         .iter()
         .filter_map(|i| table.get(i))
-        .filter(|s| !s.listening && port(&s.local).is_some_and(|p| !listen_ports.contains(p)))
+        .filter(|s| !s.listening && s.local_port().is_some_and(|p| !listen_ports.contains(p)))
         .map(|s| (s.remote.as_str(), s.local.as_str()))
         .collect();
     if far.is_empty() {

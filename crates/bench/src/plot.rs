@@ -168,56 +168,40 @@ pub fn bars(
     let width = 0.8 / k;
     for (s, server) in servers.iter().enumerate() {
         let color = COLORS[s % COLORS.len()];
-        let bars: Vec<Rectangle<(f64, f64)>> = values
+        // (left edge, own value, stacked value) of each bar this server has.
+        let points: Vec<(f64, f64, f64)> = values
             .iter()
             .enumerate()
             .filter_map(|(g, row)| {
-                let (v, _) = (*row.get(s)?)?;
-                let x0 = g as f64 + 0.1 + s as f64 * width;
-                Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + width * 0.9, v)],
-                    color.filled(),
-                ))
+                let (v, more) = (*row.get(s)?)?;
+                Some((g as f64 + 0.1 + s as f64 * width, v, more))
             })
             .collect();
+        let w = width * 0.9;
+        let bars = points
+            .iter()
+            .map(|&(x0, v, _)| Rectangle::new([(x0, 0.0), (x0 + w, v)], color.filled()));
         chart
             .draw_series(bars)
             .map_err(err)?
             .label(server.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-        let stacked: Vec<Rectangle<(f64, f64)>> = values
-            .iter()
-            .enumerate()
-            .filter_map(|(g, row)| {
-                let (v, more) = (*row.get(s)?)?;
-                let x0 = g as f64 + 0.1 + s as f64 * width;
-                (more > 0.0).then(|| {
-                    Rectangle::new(
-                        [(x0, v), (x0 + width * 0.9, v + more)],
-                        color.mix(0.35).filled(),
-                    )
-                })
-            })
-            .collect();
+        let stacked = points.iter().filter(|p| p.2 > 0.0).map(|&(x0, v, more)| {
+            Rectangle::new([(x0, v), (x0 + w, v + more)], color.mix(0.35).filled())
+        });
         chart.draw_series(stacked).map_err(err)?;
-        let texts: Vec<Text<'_, (f64, f64), String>> = values
-            .iter()
-            .enumerate()
-            .filter_map(|(g, row)| {
-                let (v, more) = (*row.get(s)?)?;
-                let x0 = g as f64 + 0.1 + s as f64 * width;
-                let text = if more > 0.0 {
-                    format!("{v:.2}+{more:.2}")
-                } else {
-                    format!("{v:.2}")
-                };
-                Some(Text::new(
-                    text,
-                    (x0, v + more + max * 0.02),
-                    ("sans-serif", 13).into_font(),
-                ))
-            })
-            .collect();
+        let texts = points.iter().map(|&(x0, v, more)| {
+            let text = if more > 0.0 {
+                format!("{v:.2}+{more:.2}")
+            } else {
+                format!("{v:.2}")
+            };
+            Text::new(
+                text,
+                (x0, v + more + max * 0.02),
+                ("sans-serif", 13).into_font(),
+            )
+        });
         chart.draw_series(texts).map_err(err)?;
     }
     chart

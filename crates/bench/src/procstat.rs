@@ -85,6 +85,13 @@ pub(crate) struct Socket {
     pub(crate) listening: bool,
 }
 
+impl Socket {
+    /// The local port, in the kernel's hex (`1F90`).
+    pub(crate) fn local_port(&self) -> Option<&str> {
+        self.local.rsplit_once(':').map(|(_, p)| p)
+    }
+}
+
 /// Every TCP socket of this network namespace, by inode.
 pub(crate) fn tcp_sockets() -> HashMap<u64, Socket> {
     let mut all = HashMap::new();
@@ -142,7 +149,7 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
     let wanted = format!("{port:04X}");
     let inodes: Vec<u64> = tcp_sockets()
         .into_iter()
-        .filter(|(_, s)| s.listening && s.local.rsplit_once(':').is_some_and(|(_, p)| p == wanted))
+        .filter(|(_, s)| s.listening && s.local_port() == Some(wanted.as_str()))
         .map(|(i, _)| i)
         .collect();
     if inodes.is_empty() {

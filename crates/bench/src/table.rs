@@ -37,6 +37,14 @@ fn mib(b: Option<u64>) -> String {
     b.map_or("—".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
 }
 
+/// CPU µs per delivery (or append), with the engines' part as "(+ …)" when measured.
+fn cpu_with_engines(r: &RunReport) -> String {
+    match r.engine_cpu_us_per_delivery {
+        Some(e) => format!("{} (+ {e:.2})", f2(r.cpu_us_per_delivery)),
+        None => f2(r.cpu_us_per_delivery),
+    }
+}
+
 /// The Markdown of a comparison.
 pub fn markdown(reports: &[RunReport]) -> String {
     let mut s = String::new();
@@ -76,10 +84,7 @@ pub fn markdown(reports: &[RunReport]) -> String {
                 },
                 _ => "—".into(),
             };
-            let cpu = match engines {
-                Some(e) => format!("{} (+ {e:.2})", f2(r.cpu_us_per_delivery)),
-                None => f2(r.cpu_us_per_delivery),
-            };
+            let cpu = cpu_with_engines(r);
             let _ = writeln!(
                 s,
                 "| {} | {:.0} | {}% | {} | {} | {} | {} / {} | {} / {} / {} / {} | {} | {} | {} |",
@@ -251,10 +256,7 @@ pub fn markdown(reports: &[RunReport]) -> String {
                 us(r.ack.p50_us),
                 us(r.ack.p99_us),
                 us(r.ack.max_us),
-                match r.engine_cpu_us_per_delivery {
-                    Some(e) => format!("{} (+ {e:.2})", f2(r.cpu_us_per_delivery)),
-                    None => f2(r.cpu_us_per_delivery),
-                },
+                cpu_with_engines(r),
                 checks(r),
                 r.params,
                 r.machine.load
@@ -307,7 +309,7 @@ fn groups(reports: &[RunReport]) -> Vec<(String, Vec<&RunReport>)> {
         let offered = rs[0].params["offered_deliveries_per_s"]
             .as_f64()
             .unwrap_or(0.0);
-        out.push((format!("fanout at {:.0}k/s", offered / 1000.0), rs));
+        out.push((format!("capacity step at {:.0}k/s", offered / 1000.0), rs));
     }
     out
 }

@@ -43,8 +43,9 @@ async fn seq_scans(db: &mut PgConnection) -> (i64, i64) {
 
 #[tokio::test]
 async fn batches_probe_indexes_on_tables_of_a_few_thousand_rows() {
-    if pg::server_url().is_none() {
-        pg::say_skipped("batches_probe_indexes_on_tables_of_a_few_thousand_rows");
+    if crate::Backend::postgres(1, "batches_probe_indexes_on_tables_of_a_few_thousand_rows")
+        .is_none()
+    {
         return;
     }
     let databases = pg::Databases::create(1).await;
