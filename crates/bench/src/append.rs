@@ -167,6 +167,9 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
             .filter(|_| appended > 0)
             .map(|c| c as f64 / appended as f64),
         engine_processes: engines.len(),
+        // The store runs in this process: the CPU above is the generator's too.
+        generator_cpu_pct: None,
+        generator_cpu_us_per_delivery: None,
         ack: Latency::of(&hist),
         delivery: Latency::default(),
         connect: Latency::default(),

@@ -59,6 +59,8 @@ pub struct LoadResult {
     pub engine_cpu_us: Option<u64>,
     /// How many engine processes that is.
     pub engine_processes: usize,
+    /// CPU time of the generator itself (this process and its worker processes) in the window.
+    pub generator_cpu_us: Option<u64>,
     pub rss_before: Option<u64>,
     pub rss_connected: Option<u64>,
     pub rss_end: Option<u64>,
@@ -146,7 +148,11 @@ pub async fn run_load(
     let mut window_secs = 0.0;
     let mut server_cpu_us = None;
     let mut engine_cpu_us = None;
+    let mut generator_cpu_us = None;
     let engines = crate::engines::engines_of(&pids);
+    let generator: Vec<u32> = std::iter::once(std::process::id())
+        .chain(c.workers.iter().filter_map(WorkerHandle::pid))
+        .collect();
     let mut storm_recover_secs = None;
     if opts.send || opts.duration > Duration::ZERO {
         let t0 = now_ns() + 200_000_000;
@@ -164,6 +170,7 @@ pub async fn run_load(
         let start = c.mark().await?;
         let cpu0 = procstat::sample_of(&pids);
         let engine_cpu0 = procstat::cpu_us_of(&engines);
+        let generator_cpu0 = procstat::cpu_us_of(&generator);
         let w0 = Instant::now();
         match opts.storm {
             Some((at, how)) => {
@@ -183,6 +190,9 @@ pub async fn run_load(
         }
         engine_cpu_us = engine_cpu0
             .zip(procstat::cpu_us_of(&engines))
+            .map(|(a, b)| b.saturating_sub(a));
+        generator_cpu_us = generator_cpu0
+            .zip(procstat::cpu_us_of(&generator))
             .map(|(a, b)| b.saturating_sub(a));
         window = diff(&end, &start);
     }
@@ -229,6 +239,7 @@ pub async fn run_load(
         server_cpu_us,
         engine_cpu_us,
         engine_processes: engines.len(),
+        generator_cpu_us,
         rss_before,
         rss_connected,
         rss_end,

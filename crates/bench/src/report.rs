@@ -56,6 +56,12 @@ pub struct RunReport {
     pub engine_cpu_us_per_delivery: Option<f64>,
     #[serde(default)]
     pub engine_processes: usize,
+    /// CPU of the generator itself (`confab bench` and its worker processes): beside the
+    /// server's, it says whether the machine's cores were all busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_us_per_delivery: Option<f64>,
     pub ack: Latency,
     pub delivery: Latency,
     pub connect: Latency,
@@ -131,6 +137,11 @@ impl RunReport {
                 _ => None,
             },
             engine_processes: r.engine_processes,
+            generator_cpu_pct: r.generator_cpu_us.map(|u| u as f64 / secs / 1e4),
+            generator_cpu_us_per_delivery: match (r.generator_cpu_us, w.delivered) {
+                (Some(cpu), d) if d > 0 => Some(cpu as f64 / d as f64),
+                _ => None,
+            },
             ack: Latency::of(&r.merged.ack),
             delivery: Latency::of(&r.merged.delivery),
             connect: Latency::of(&r.merged.connect),
@@ -235,6 +246,13 @@ impl RunReport {
             );
             if let Some(line) = self.engines_line("delivered message") {
                 let _ = writeln!(s, "{line}");
+            }
+            if let Some(pct) = self.generator_cpu_pct {
+                let _ = writeln!(
+                    s,
+                    "  generator CPU {pct:.0}% (this process and its workers)  →  {} per delivered message",
+                    opt(self.generator_cpu_us_per_delivery, " µs", 2)
+                );
             }
             let _ = writeln!(s, "  ack latency   {}", lat(&self.ack));
             let _ = writeln!(s, "  delivery lat. {}", lat(&self.delivery));

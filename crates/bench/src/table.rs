@@ -25,6 +25,11 @@ fn f0(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.0}"))
 }
 
+/// A CPU share: "97%", or "—" when not measured.
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.0}%"))
+}
+
 fn f2(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.2}"))
 }
@@ -115,18 +120,20 @@ pub fn markdown(reports: &[RunReport]) -> String {
         );
         let _ = writeln!(
             s,
-            "| server | rate / sender | offered msgs/s | delivered msgs/s | CPU µs / delivery | delivery p50 / p99 | lost / dup / errors | passed | load |"
+            "| server | rate / sender | offered msgs/s | delivered msgs/s | CPU µs / delivery | server / generator CPU | delivery p50 / p99 | lost / dup / errors | passed | load |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---|---|---|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---|---|---|");
         for r in &rs {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {} | {} / {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} / {} | {} / {} | {} | {} | {} |",
                 r.server,
                 r.params["rate"],
                 r.params["offered_deliveries_per_s"],
                 r.delivered_per_s,
                 f2(r.cpu_us_per_delivery),
+                pct(r.server_cpu_pct),
+                pct(r.generator_cpu_pct),
                 us(r.delivery.p50_us),
                 us(r.delivery.p99_us),
                 checks(r),

@@ -42,6 +42,11 @@ impl WorkerHandle {
         }
     }
 
+    /// The worker's process id, if it runs in a process of its own.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Runs a worker as `<this executable> bench worker`, fed the spec on its first stdin line.
     pub async fn child_process(spec: &WorkerSpec) -> anyhow::Result<WorkerHandle> {
         let exe = std::env::current_exe()?;

@@ -336,6 +336,8 @@ async fn a_cluster_spreads_connections_over_its_nodes_and_delivers_across_them()
         "{}",
         r.text()
     );
+    // So is the generator's own (this process; the nodes are processes of their own).
+    assert!(r.generator_cpu_us_per_delivery.is_some(), "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
