@@ -20,7 +20,7 @@ pub struct CompareArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fanout,hot-room,idle,connect,capacity,append"
+        default_value = "fanout,hot-room,idle,connect,storm,capacity,append"
     )]
     pub scenarios: Vec<String>,
     /// Servers to compare.
