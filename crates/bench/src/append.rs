@@ -13,7 +13,7 @@ use confab_store::{Append, Store, StoreOptions};
 use serde_json::json;
 
 use crate::procstat;
-use crate::report::{Machine, RunReport};
+use crate::report::{Machine, RunReport, per_item, share_of_core};
 use crate::stats::{Latency, new_histogram};
 
 /// What to append to, how hard and how long.
@@ -158,14 +158,10 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
         window_secs: secs,
         sent_per_s: appended as f64 / secs,
         delivered_per_s: 0.0,
-        server_cpu_pct: cpu.map(|c| c as f64 / secs / 1e4),
-        cpu_us_per_delivery: cpu
-            .filter(|_| appended > 0)
-            .map(|c| c as f64 / appended as f64),
-        engine_cpu_pct: engine_cpu.map(|c| c as f64 / secs / 1e4),
-        engine_cpu_us_per_delivery: engine_cpu
-            .filter(|_| appended > 0)
-            .map(|c| c as f64 / appended as f64),
+        server_cpu_pct: share_of_core(cpu, secs),
+        cpu_us_per_delivery: per_item(cpu, appended),
+        engine_cpu_pct: share_of_core(engine_cpu, secs),
+        engine_cpu_us_per_delivery: per_item(engine_cpu, appended),
         engine_processes: engines.len(),
         // The store runs in this process: the CPU above is the generator's too.
         generator_cpu_pct: None,

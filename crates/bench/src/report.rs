@@ -89,6 +89,18 @@ pub struct RunReport {
     pub delivery_hist: Option<Histogram<u64>>,
 }
 
+/// CPU microseconds over `secs` as a percentage of one core.
+pub(crate) fn share_of_core(cpu_us: Option<u64>, secs: f64) -> Option<f64> {
+    cpu_us.map(|u| u as f64 / secs / 1e4)
+}
+
+/// CPU microseconds per delivered message (or append); none when nothing was delivered.
+pub(crate) fn per_item(cpu_us: Option<u64>, items: u64) -> Option<f64> {
+    cpu_us
+        .filter(|_| items > 0)
+        .map(|u| u as f64 / items as f64)
+}
+
 impl RunReport {
     /// The report of a load run.
     pub fn from_load(
@@ -100,10 +112,6 @@ impl RunReport {
         let c = r.merged.counters;
         let w = r.window;
         let secs = r.window_secs.max(1e-9);
-        let cpu_us_per_delivery = match (r.server_cpu_us, w.delivered) {
-            (Some(cpu), d) if d > 0 => Some(cpu as f64 / d as f64),
-            _ => None,
-        };
         let rss_per_conn = match (r.rss_before, r.rss_connected) {
             (Some(a), Some(b)) if r.connected > 0 => {
                 Some(b.saturating_sub(a) as f64 / r.connected as f64)
@@ -129,19 +137,13 @@ impl RunReport {
             window_secs: r.window_secs,
             sent_per_s: w.sent as f64 / secs,
             delivered_per_s: w.delivered as f64 / secs,
-            server_cpu_pct: r.server_cpu_us.map(|u| u as f64 / secs / 1e4),
-            cpu_us_per_delivery,
-            engine_cpu_pct: r.engine_cpu_us.map(|u| u as f64 / secs / 1e4),
-            engine_cpu_us_per_delivery: match (r.engine_cpu_us, w.delivered) {
-                (Some(cpu), d) if d > 0 => Some(cpu as f64 / d as f64),
-                _ => None,
-            },
+            server_cpu_pct: share_of_core(r.server_cpu_us, secs),
+            cpu_us_per_delivery: per_item(r.server_cpu_us, w.delivered),
+            engine_cpu_pct: share_of_core(r.engine_cpu_us, secs),
+            engine_cpu_us_per_delivery: per_item(r.engine_cpu_us, w.delivered),
             engine_processes: r.engine_processes,
-            generator_cpu_pct: r.generator_cpu_us.map(|u| u as f64 / secs / 1e4),
-            generator_cpu_us_per_delivery: match (r.generator_cpu_us, w.delivered) {
-                (Some(cpu), d) if d > 0 => Some(cpu as f64 / d as f64),
-                _ => None,
-            },
+            generator_cpu_pct: share_of_core(r.generator_cpu_us, secs),
+            generator_cpu_us_per_delivery: per_item(r.generator_cpu_us, w.delivered),
             ack: Latency::of(&r.merged.ack),
             delivery: Latency::of(&r.merged.delivery),
             connect: Latency::of(&r.merged.connect),
