@@ -80,7 +80,7 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
     }
     let before = store.last_seqs(&room_ids).await?;
     let me = std::process::id();
-    let cpu0 = procstat::cpu_us(me);
+    let cpu0 = procstat::cpu_us_of(&[me]);
     let engines = crate::engines::engines_of(&[me]);
     let engine_cpu0 = procstat::cpu_us_of(&engines);
     let started = Instant::now();
@@ -128,12 +128,8 @@ pub async fn run(opts: &AppendOpts) -> anyhow::Result<RunReport> {
         hist.add(h)?;
     }
     let secs = started.elapsed().as_secs_f64();
-    let cpu = procstat::cpu_us(me)
-        .zip(cpu0)
-        .map(|(a, b)| a.saturating_sub(b));
-    let engine_cpu = procstat::cpu_us_of(&engines)
-        .zip(engine_cpu0)
-        .map(|(a, b)| a.saturating_sub(b));
+    let cpu = procstat::cpu_us_since(&[me], cpu0);
+    let engine_cpu = procstat::cpu_us_since(&engines, engine_cpu0);
     let after = store.last_seqs(&room_ids).await?;
     store.close().await;
     let (mut lost, mut duplicates) = (0u64, 0u64);

@@ -188,12 +188,8 @@ pub async fn run_load(
             server_cpu_us = Some(b.cpu_us.saturating_sub(a.cpu_us));
             window_secs = (b.at - a.at).as_secs_f64();
         }
-        engine_cpu_us = engine_cpu0
-            .zip(procstat::cpu_us_of(&engines))
-            .map(|(a, b)| b.saturating_sub(a));
-        generator_cpu_us = generator_cpu0
-            .zip(procstat::cpu_us_of(&generator))
-            .map(|(a, b)| b.saturating_sub(a));
+        engine_cpu_us = procstat::cpu_us_since(&engines, engine_cpu0);
+        generator_cpu_us = procstat::cpu_us_since(&generator, generator_cpu0);
         window = diff(&end, &start);
     }
     c.broadcast(Cmd::StopSending).await;

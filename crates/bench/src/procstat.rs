@@ -62,6 +62,13 @@ pub fn cpu_us_of(pids: &[u32]) -> Option<u64> {
     pids.iter().map(|p| cpu_us(*p)).sum()
 }
 
+/// The CPU time `pids` used since `before` (a `cpu_us_of` reading of the same pids).
+pub fn cpu_us_since(pids: &[u32], before: Option<u64>) -> Option<u64> {
+    before
+        .zip(cpu_us_of(pids))
+        .map(|(a, b)| b.saturating_sub(a))
+}
+
 /// A summed CPU sample of `pids` now.
 pub fn sample_of(pids: &[u32]) -> Option<CpuSample> {
     Some(CpuSample {

@@ -178,20 +178,38 @@ impl RunReport {
         Ok(all)
     }
 
-    /// The line about the engines' CPU beside the server's, if any engine was measured.
-    fn engines_line(&self, per: &str) -> Option<String> {
-        let pct = self.engine_cpu_pct?;
-        let total = self
-            .cpu_us_per_delivery
-            .zip(self.engine_cpu_us_per_delivery)
-            .map(|(a, b)| format!("; with the server's own, {:.2} µs", a + b))
-            .unwrap_or_default();
-        Some(format!(
-            "  engines CPU   {pct:.0}% ({} process{} at the far end of the server's connections)  →  {} per {per}{total}",
-            self.engine_processes,
-            if self.engine_processes == 1 { "" } else { "es" },
-            opt(self.engine_cpu_us_per_delivery, " µs", 2),
-        ))
+    /// The CPU lines: the server's (`label` before its share, `suffix` after), then its
+    /// engines' and the generator's when they were measured, each per `per`.
+    fn cpu_lines(&self, label: &str, suffix: &str, per: &str) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "  {label}{}{suffix}  →  {} per {per}",
+            opt(self.server_cpu_pct, "%", 0),
+            opt(self.cpu_us_per_delivery, " µs", 2)
+        );
+        if let Some(pct) = self.engine_cpu_pct {
+            let total = self
+                .cpu_us_per_delivery
+                .zip(self.engine_cpu_us_per_delivery)
+                .map(|(a, b)| format!("; with the server's own, {:.2} µs", a + b))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  engines CPU   {pct:.0}% ({} process{} at the far end of the server's connections)  →  {} per {per}{total}",
+                self.engine_processes,
+                if self.engine_processes == 1 { "" } else { "es" },
+                opt(self.engine_cpu_us_per_delivery, " µs", 2),
+            );
+        }
+        if let Some(pct) = self.generator_cpu_pct {
+            let _ = writeln!(
+                s,
+                "  generator CPU {pct:.0}% (this process and its workers)  →  {} per {per}",
+                opt(self.generator_cpu_us_per_delivery, " µs", 2)
+            );
+        }
+        s
     }
 
     /// The human-readable form.
@@ -207,15 +225,7 @@ impl RunReport {
         if let Some(a) = self.appends_per_s {
             let _ = writeln!(s, "  appends       {a:.0}/s over {:.1} s", self.window_secs);
             let _ = writeln!(s, "  append lat.   {}", lat(&self.ack));
-            let _ = writeln!(
-                s,
-                "  CPU           {} of this process  →  {} per append",
-                opt(self.server_cpu_pct, "%", 0),
-                opt(self.cpu_us_per_delivery, " µs", 2)
-            );
-            if let Some(line) = self.engines_line("append") {
-                let _ = writeln!(s, "{line}");
-            }
+            s.push_str(&self.cpu_lines("CPU           ", " of this process", "append"));
             let _ = writeln!(
                 s,
                 "  lost {}  duplicates {}  errors {}",
@@ -240,22 +250,7 @@ impl RunReport {
                 "  throughput    sent {:.0}/s, delivered {:.0}/s over {:.1} s",
                 self.sent_per_s, self.delivered_per_s, self.window_secs
             );
-            let _ = writeln!(
-                s,
-                "  server CPU    {}  →  {} per delivered message",
-                opt(self.server_cpu_pct, "%", 0),
-                opt(self.cpu_us_per_delivery, " µs", 2)
-            );
-            if let Some(line) = self.engines_line("delivered message") {
-                let _ = writeln!(s, "{line}");
-            }
-            if let Some(pct) = self.generator_cpu_pct {
-                let _ = writeln!(
-                    s,
-                    "  generator CPU {pct:.0}% (this process and its workers)  →  {} per delivered message",
-                    opt(self.generator_cpu_us_per_delivery, " µs", 2)
-                );
-            }
+            s.push_str(&self.cpu_lines("server CPU    ", "", "delivered message"));
             let _ = writeln!(s, "  ack latency   {}", lat(&self.ack));
             let _ = writeln!(s, "  delivery lat. {}", lat(&self.delivery));
         }

@@ -119,6 +119,11 @@ impl Fixture {
         }
     }
 
+    /// The URL the store was opened with (PostgreSQL: the shards' list).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Closes the store and opens the same data again.
     pub async fn reopen(&mut self) {
         self.store.close().await;

@@ -4,12 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use confab_domain::text::{RoomName, UserName};
 use confab_protocol::Visibility;
-use confab_store::{Append, StoreOptions};
+use confab_store::Append;
 use sqlx::{Connection, PgConnection};
 
-use crate::{pg, within};
+use crate::{Fixture, text, within};
 
 /// Sequential scans of `members` and `events` so far, read once the store's backends have
 /// ended (a backend reports its counts when it exits, or whenever it likes while idle).
@@ -43,17 +42,13 @@ async fn seq_scans(db: &mut PgConnection) -> (i64, i64) {
 
 #[tokio::test]
 async fn batches_probe_indexes_on_tables_of_a_few_thousand_rows() {
-    if crate::Backend::postgres(1, "batches_probe_indexes_on_tables_of_a_few_thousand_rows")
-        .is_none()
-    {
+    let Some(backend) =
+        crate::Backend::postgres(1, "batches_probe_indexes_on_tables_of_a_few_thousand_rows")
+    else {
         return;
-    }
-    let databases = pg::Databases::create(1).await;
-    let url = databases.url_list();
-    let store = confab_store::connect(&url, &StoreOptions::default())
-        .await
-        .expect("the store opens");
-    let mut db = PgConnection::connect(&url)
+    };
+    let mut f = Fixture::open(backend).await;
+    let mut db = PgConnection::connect(f.url())
         .await
         .expect("a test connection");
     // Other rooms' members and events: a few thousand rows, as on a small deployment.
@@ -73,54 +68,32 @@ async fn batches_probe_indexes_on_tables_of_a_few_thousand_rows() {
         .await
         .expect("analyzed, as autovacuum would");
 
-    let name = |n: &str| UserName::parse(n).expect("a valid name");
-    let owner = store
-        .create_user(&name("owner"), "h")
-        .await
-        .expect("a user");
-    let other = store
-        .create_user(&name("other"), "h")
-        .await
-        .expect("a user");
-    let room = store
-        .create_room(
-            &owner,
-            &RoomName::parse("plans").expect("a room name"),
-            Visibility::Public,
-        )
-        .await
-        .expect("a room")
-        .room;
-    store.join(&room.id, &other).await.expect("joined");
+    let owner = f.user("owner").await;
+    let other = f.user("other").await;
+    let room = f.room(&owner, "plans", Visibility::Public).await;
+    f.store.join(&room.id, &other).await.expect("joined");
     let mut senders = Vec::new();
     for i in 0..24 {
-        let user = store
-            .create_user(&name(&format!("sender{i}")), "h")
-            .await
-            .expect("a user");
-        store.join(&room.id, &user).await.expect("joined");
+        let user = f.user(&format!("sender{i}")).await;
+        f.store.join(&room.id, &user).await.expect("joined");
         senders.push(user);
     }
-    store.close().await;
+    // Counted with the setup's backends gone; `reopen` closes again, which is harmless.
+    f.store.close().await;
     let before = seq_scans(&mut db).await;
-    let store = confab_store::connect(&url, &StoreOptions::default())
-        .await
-        .expect("the store opens again");
+    f.reopen().await;
+    let store = f.store.clone();
 
     within(async {
         // More than the five executions after which PostgreSQL may keep a generic plan.
         for i in 0..12 {
-            let text = Append::Text {
-                client_id: format!("c{i}"),
-                body: format!("hello {i}"),
-            };
-            let sent = store.append(&room.id, &other, text).await.expect("sent");
-            let again = Append::Text {
-                client_id: format!("c{i}"),
-                body: format!("hello {i}"),
-            };
+            let (client_id, body) = (format!("c{i}"), format!("hello {i}"));
+            let sent = store
+                .append(&room.id, &other, text(&client_id, &body))
+                .await
+                .expect("sent");
             let retried = store
-                .append(&room.id, &other, again)
+                .append(&room.id, &other, text(&client_id, &body))
                 .await
                 .expect("retried");
             assert!(retried.duplicate);
@@ -151,11 +124,10 @@ async fn batches_probe_indexes_on_tables_of_a_few_thousand_rows() {
                 let user = user.clone();
                 async move {
                     for retry in [false, true] {
-                        let text = Append::Text {
-                            client_id: format!("r{round}"),
-                            body: "hi".into(),
-                        };
-                        let sent = store.append(&room, &user, text).await.expect("sent");
+                        let sent = store
+                            .append(&room, &user, text(&format!("r{round}"), "hi"))
+                            .await
+                            .expect("sent");
                         assert_eq!(sent.duplicate, retry);
                     }
                 }
