@@ -8,6 +8,7 @@ mod membership;
 mod ops;
 mod read;
 mod schema;
+mod syncer;
 #[cfg(test)]
 mod tests;
 mod texts;
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
     counters: Arc<Counters>,
+    /// How far commits are synced: every read waits for the commits it may have seen.
+    synced: syncer::Synced,
     /// The directory of a temporary store, deleted with it.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -66,6 +69,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its writer.
     pub async fn open(path: &Path, options: &StoreOptions) -> StoreResult<SqliteStore> {
         let synchronous = schema::synchronous(&options.sqlite_synchronous)?;
+        // With `full`, commits are synced by the syncer thread, not inside the commit.
+        let wal = (synchronous == schema::FULL).then(|| {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            PathBuf::from(wal)
+        });
         let max_batch = options.max_batch.max(1);
         let reader_count = options.readers.max(1);
         let owned = path.to_owned();
@@ -82,13 +91,24 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(max_batch.saturating_mul(2));
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
+        let (syncer, synced) = syncer::Syncer::start(wal.as_deref(), Arc::clone(&counters))?;
         let reset = Arc::new(checkpoint::WalReset::default());
         let writer_reset = Arc::clone(&reset);
         // Recovered at open, so the scan sees every id committed before.
         let ids = client_ids::ClientIds::with_filter(path);
         let writer = std::thread::Builder::new()
             .name("confab-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, ids, max_batch, thread_counters, &writer_reset))
+            .spawn(move || {
+                writer::run(
+                    conn,
+                    rx,
+                    ids,
+                    max_batch,
+                    thread_counters,
+                    &writer_reset,
+                    syncer,
+                )
+            })
             .map_err(|e| StoreError::Unavailable(format!("starting the writer: {e}")))?;
         Ok(SqliteStore {
             path: path.to_owned(),
@@ -102,6 +122,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             checkpointer: Mutex::new(Some(checkpoint::Checkpointer::start(path, reset)?)),
             counters,
+            synced,
             _temporary: None,
         })
     }
@@ -143,7 +164,8 @@ impl SqliteStore {
         answer.await.map_err(|_| closed())?
     }
 
-    /// Runs `query` on a read connection in a blocking task.
+    /// Runs `query` on a read connection in a blocking task, and answers once whatever it
+    /// read is synced.
     async fn read<T, F>(&self, query: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -157,7 +179,7 @@ impl SqliteStore {
             .acquire_owned()
             .await
             .map_err(|_| closed())?;
-        tokio::task::spawn_blocking(move || {
+        let value = tokio::task::spawn_blocking(move || {
             let conn = pool
                 .connections
                 .lock()
@@ -174,7 +196,9 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("read task: {e}")))?
+        .map_err(|e| StoreError::Unavailable(format!("read task: {e}")))??;
+        self.synced.settle().await?;
+        Ok(value)
     }
 }
 

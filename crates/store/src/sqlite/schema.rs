@@ -109,10 +109,13 @@ INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, 
 DROP TABLE events_v2;
 ";
 
+/// `synchronous = full`: every acknowledged commit is on disk.
+pub(super) const FULL: &str = "FULL";
+
 /// Checks the `synchronous` option: `full` or `normal`.
 pub(super) fn synchronous(value: &str) -> StoreResult<&'static str> {
     match value.to_ascii_lowercase().as_str() {
-        "full" => Ok("FULL"),
+        "full" => Ok(FULL),
         "normal" => Ok("NORMAL"),
         other => Err(StoreError::Config(format!(
             "sqlite_synchronous must be `full` or `normal`, not `{other}`"
@@ -146,6 +149,10 @@ pub(super) fn open_writer(path: &Path, synchronous: &str) -> StoreResult<Connect
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     migrate(&conn)?;
     client_ids::recover(&conn)?;
+    // From here on no commit syncs by itself: with `full` the syncer thread (syncer.rs) syncs
+    // the WAL after each commit, before anyone is answered; checkpoints still sync the WAL
+    // before copying it and the database after.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(conn)
 }
 

@@ -35,7 +35,7 @@ fn run_one_with<T>(
     make: impl FnOnce(writer::Reply<T>) -> Command,
 ) -> StoreResult<T> {
     let (tx, mut rx) = oneshot::channel();
-    writer::run_batch(conn, vec![make(tx)], &Counters::default(), texts);
+    writer::run_batch(conn, vec![make(tx)], &Counters::default(), texts).answer(None);
     rx.try_recv().expect("answered")
 }
 
@@ -107,7 +107,8 @@ fn a_refused_write_rolls_back_only_its_own_savepoint_in_a_shared_transaction() {
         vec![c1, c2, c3, c4, c5],
         &counters,
         &mut Texts::default(),
-    );
+    )
+    .answer(None);
 
     let seq = |r: StoreResult<crate::Appended>| r.map(|a| (a.event.seq, a.duplicate));
     assert_eq!(
@@ -166,7 +167,8 @@ fn texts_around_a_membership_change_in_one_batch_see_it_and_keep_seqs_contiguous
         vec![c1, c2, c3, c4, c5],
         &Counters::default(),
         &mut Texts::default(),
-    );
+    )
+    .answer(None);
 
     let seq = |r: StoreResult<crate::Appended>| r.map(|a| a.event.seq).expect("stored");
     assert_eq!(seq(r1.try_recv().expect("answered")), 2);
@@ -207,7 +209,7 @@ fn what_texts_remember_between_batches_follows_membership_changes_and_rollbacks(
     assert_eq!(send(&mut conn, &mut texts, &room, &ada, "a"), (2, false));
     assert_eq!(stored_last(&conn), 2, "written at the batch's end");
     let (c, mut r) = append(&room, &bob, text("b"));
-    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts);
+    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts).answer(None);
     assert!(matches!(
         r.try_recv().expect("answered"),
         Err(StoreError::Rule(_))
@@ -232,7 +234,7 @@ fn what_texts_remember_between_batches_follows_membership_changes_and_rollbacks(
     };
     run_one_with(&mut conn, &mut texts, remove).expect("removed");
     let (c, mut r) = append(&room, &bob, text("c"));
-    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts);
+    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts).answer(None);
     assert!(matches!(
         r.try_recv().expect("answered"),
         Err(StoreError::Rule(_))
@@ -250,7 +252,7 @@ fn what_texts_remember_between_batches_follows_membership_changes_and_rollbacks(
         body: "boom".into(),
     };
     let (c2, mut r2) = append(&room, &ada, boom);
-    writer::run_batch(&mut conn, vec![c1, c2], &Counters::default(), &mut texts);
+    writer::run_batch(&mut conn, vec![c1, c2], &Counters::default(), &mut texts).answer(None);
     assert!(r1.try_recv().expect("answered").is_err(), "rolled back");
     assert!(r2.try_recv().expect("answered").is_err());
     assert_eq!(stored_last(&conn), 5);
@@ -276,7 +278,8 @@ fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
         vec![c1, c2],
         &Counters::default(),
         &mut Texts::default(),
-    );
+    )
+    .answer(None);
     assert!(matches!(
         r1.try_recv().expect("answered"),
         Err(StoreError::Unavailable(_))
@@ -293,7 +296,8 @@ fn a_batch_that_cannot_begin_answers_every_write_unavailable() {
         vec![c3],
         &Counters::default(),
         &mut Texts::default(),
-    );
+    )
+    .answer(None);
     let stored = r3.try_recv().expect("answered").expect("stored");
     assert_eq!(
         (stored.event.seq, stored.duplicate),
@@ -404,7 +408,8 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
             vec![c],
             &Counters::default(),
             &mut Texts::default(),
-        );
+        )
+        .answer(None);
     }
     // Columns: busy, frames in the WAL, frames copied. Reading it checkpoints nothing here:
     // the writer connection has `wal_autocheckpoint` off and nobody asked yet.
@@ -422,7 +427,8 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
         vec![c],
         &Counters::default(),
         &mut Texts::default(),
-    );
+    )
+    .answer(None);
     assert!(
         frames(&conn) > long,
         "without being asked the writer only appends"
@@ -436,7 +442,8 @@ fn a_checkpoint_the_writer_was_asked_for_lets_the_wal_start_over() {
         vec![c],
         &Counters::default(),
         &mut Texts::default(),
-    );
+    )
+    .answer(None);
     let restarted = frames(&conn);
     assert!(restarted < 10, "the WAL started over: {restarted} frames");
 }
@@ -470,7 +477,7 @@ fn send(
     client_id: &str,
 ) -> (u64, bool) {
     let (c, mut r) = append(room, user, text(client_id));
-    writer::run_batch(conn, vec![c], &Counters::default(), ids);
+    writer::run_batch(conn, vec![c], &Counters::default(), ids).answer(None);
     let a = r.try_recv().expect("answered").expect("stored");
     (a.event.seq, a.duplicate)
 }
@@ -483,7 +490,7 @@ fn a_retried_text_is_found_in_its_batch_in_memory_and_after_a_merge() {
     let (ada, bob, room) = setup(&mut conn);
     let (c1, mut r1) = append(&room, &ada, text("x"));
     let (c2, mut r2) = append(&room, &ada, text("x"));
-    writer::run_batch(&mut conn, vec![c1, c2], &Counters::default(), &mut ids);
+    writer::run_batch(&mut conn, vec![c1, c2], &Counters::default(), &mut ids).answer(None);
     let first = r1.try_recv().expect("answered").expect("stored");
     let again = r2.try_recv().expect("answered").expect("stored");
     assert_eq!((first.event.seq, first.duplicate), (2, false));
@@ -722,7 +729,7 @@ fn a_due_merge_goes_a_few_rooms_per_batch_and_a_rolled_back_slice_is_merged_agai
             let (commands, _answers): (Vec<_>, Vec<_>) = (0..500)
                 .map(|n| append(room, &ada, text(&format!("c{}", chunk * 500 + n))))
                 .unzip();
-            writer::run_batch(&mut conn, commands, &Counters::default(), &mut texts);
+            writer::run_batch(&mut conn, commands, &Counters::default(), &mut texts).answer(None);
         }
     }
     assert_eq!((stored_ids(&conn), texts.ids().held()), (0, 3000));
@@ -752,7 +759,7 @@ fn a_due_merge_goes_a_few_rooms_per_batch_and_a_rolled_back_slice_is_merged_agai
         body: "boom".into(),
     };
     let (c, mut r) = append(&rooms[0], &ada, boom);
-    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts);
+    writer::run_batch(&mut conn, vec![c], &Counters::default(), &mut texts).answer(None);
     assert!(r.try_recv().expect("answered").is_err());
     assert_eq!((stored_ids(&conn), texts.ids().held()), (0, 3000));
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The one writer: a thread that owns the write connection and group-commits the commands
 //! waiting on its channel in one transaction: text appends as `texts.rs` says, every other
-//! command in its own savepoint.
+//! command in its own savepoint. Each batch's answers go to the syncer (`syncer.rs`), which
+//! sends them once the commit is on disk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::client_ids::ClientIds;
+use super::syncer::{Syncer, sync_failed};
 use super::{checkpoint, membership, ops, texts::Texts};
 use crate::{Append, Appended, Change, StoreError, StoreResult};
 
@@ -88,11 +90,52 @@ pub(super) enum Command {
 pub(super) struct Counters {
     pub(super) commits: AtomicU64,
     pub(super) writes: AtomicU64,
+    /// Commits begun, numbered from 1: a commit takes its number before it becomes visible,
+    /// so a reader knows which sync to wait for (`syncer::Synced::settle`).
+    pub(super) begun: AtomicU64,
 }
 
 /// The answer of one executed command, sent once the batch's fate is known: its own result
 /// if the batch committed, `failure` if it did not.
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// One batch's answers, to be sent once its fate is known: after its sync if it committed.
+#[must_use = "a batch's callers wait for its answers"]
+pub(super) struct Batch {
+    /// The commit's number (`Counters::begun`), if the batch got as far as committing.
+    number: Option<u64>,
+    failure: Option<StoreError>,
+    finishes: Vec<Finish>,
+}
+
+impl Batch {
+    /// A batch refused whole, without running, because of `failure`.
+    fn refused(commands: Vec<Command>, failure: StoreError) -> Batch {
+        Batch {
+            number: None,
+            failure: Some(failure),
+            finishes: commands.into_iter().map(finish_unrun).collect(),
+        }
+    }
+
+    /// The commit's number, if it began.
+    pub(super) fn number(&self) -> Option<u64> {
+        self.number
+    }
+
+    /// True if the transaction committed (it still needs its sync to be durable).
+    pub(super) fn committed(&self) -> bool {
+        self.number.is_some() && self.failure.is_none()
+    }
+
+    /// Sends every answer: the batch's own failure, else `sync_failure`, else each result.
+    pub(super) fn answer(self, sync_failure: Option<&StoreError>) {
+        let failure = self.failure.as_ref().or(sync_failure);
+        for finish in self.finishes {
+            finish(failure);
+        }
+    }
+}
 
 fn finish<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> (bool, Finish) {
     let ok = result.is_ok();
@@ -122,6 +165,7 @@ pub(super) fn run(
     max_batch: usize,
     counters: Arc<Counters>,
     reset: &checkpoint::WalReset,
+    syncer: Syncer,
 ) {
     let mut texts = Texts::new(ids);
     let mut done = None;
@@ -140,14 +184,21 @@ pub(super) fn run(
                 break;
             }
         }
-        run_batch(&mut conn, batch, &counters, &mut texts);
+        if syncer.failed() {
+            syncer.hand(Batch::refused(batch, sync_failed()), true);
+            continue;
+        }
+        let batch = run_batch(&mut conn, batch, &counters, &mut texts);
+        syncer.hand(batch, commands.is_empty());
         texts.ids().merge_if_behind(&conn);
         reset.run_if_asked(&conn);
     }
     texts.ids().merge(&conn);
-    // Refuse what is still queued (their callers get "closed"), then fold the WAL back.
+    // Refuse what is still queued (their callers get "closed"), answer what is committed,
+    // then fold the WAL back.
     commands.close();
     drop(commands);
+    syncer.stop();
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "WAL checkpoint at close failed");
     }
@@ -166,15 +217,21 @@ fn now_ms() -> i64 {
 }
 
 /// Commits `batch` in one transaction: texts together, each other command in its own
-/// savepoint. `texts` holds what earlier batches' texts read.
+/// savepoint. `texts` holds what earlier batches' texts read. The answers wait in the
+/// returned `Batch` until the commit is synced.
 pub(super) fn run_batch(
     conn: &mut Connection,
     batch: Vec<Command>,
     counters: &Counters,
     texts: &mut Texts,
-) {
+) -> Batch {
+    let mut number = None;
     if batch.is_empty() {
-        return;
+        return Batch {
+            number,
+            failure: None,
+            finishes: Vec::new(),
+        };
     }
     let now = now_ms();
     let mut finishes = Vec::with_capacity(batch.len());
@@ -238,10 +295,12 @@ pub(super) fn run_batch(
     {
         failure = Some(e);
     }
-    if failure.is_none()
-        && let Err(e) = run_cached(conn, "COMMIT")
-    {
-        failure = Some(e);
+    if failure.is_none() {
+        // Numbered before it becomes visible to readers.
+        number = Some(counters.begun.fetch_add(1, Ordering::SeqCst) + 1);
+        if let Err(e) = run_cached(conn, "COMMIT") {
+            failure = Some(e);
+        }
     }
     if let Some(e) = &failure {
         tracing::error!(error = %e, writes = finishes.len(), "batch not committed");
@@ -257,8 +316,10 @@ pub(super) fn run_batch(
             .fetch_add(finishes.len() as u64, Ordering::Relaxed);
     }
     texts.end_batch(failure.is_none());
-    for finish in finishes {
-        finish(failure.as_ref());
+    Batch {
+        number,
+        failure,
+        finishes,
     }
 }
 
