@@ -138,8 +138,10 @@ impl Syncer {
         }
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::SendError(batch)) = self.batches.send(batch) {
-            // The thread is gone (it panicked): the batch cannot be known to be durable.
+            // The thread is gone (it panicked): nothing more can be known to be durable, and
+            // readers waiting for the watermark must not wait for ever.
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            self.shared.watermark.send_modify(|w| w.failed = true);
             batch.answer(Some(&sync_failed()));
         }
     }
