@@ -70,11 +70,7 @@ impl SqliteStore {
     pub async fn open(path: &Path, options: &StoreOptions) -> StoreResult<SqliteStore> {
         let synchronous = schema::synchronous(&options.sqlite_synchronous)?;
         // With `full`, commits are synced by the syncer thread, not inside the commit.
-        let wal = (synchronous == schema::FULL).then(|| {
-            let mut wal = path.as_os_str().to_owned();
-            wal.push("-wal");
-            PathBuf::from(wal)
-        });
+        let wal = (synchronous == schema::FULL).then(|| schema::wal_path(path));
         let max_batch = options.max_batch.max(1);
         let reader_count = options.readers.max(1);
         let owned = path.to_owned();

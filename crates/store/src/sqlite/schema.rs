@@ -1,6 +1,6 @@
 //! Opening SQLite connections: pragmas, the schema and its version.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -108,6 +108,13 @@ INSERT INTO events (room_id, seq, id, kind, from_id, from_name, by_id, by_name, 
     FROM events_v2 ORDER BY room_id, seq;
 DROP TABLE events_v2;
 ";
+
+/// The WAL file of the database at `db` (SQLite names it so).
+pub(super) fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
 
 /// `synchronous = full`: every acknowledged commit is on disk.
 pub(super) const FULL: &str = "FULL";

@@ -1,7 +1,6 @@
 //! The syncer against a real WAL: answers and reads wait for the sync; a failed sync stops
 //! the store instead of answering.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,12 +15,6 @@ use crate::sqlite::writer::{self, Command, Counters};
 use crate::sqlite::{SqliteStore, read, schema};
 use crate::{Store, StoreError, StoreOptions};
 
-fn wal_of(db: &std::path::Path) -> PathBuf {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
-}
-
 #[tokio::test]
 async fn a_commit_is_answered_and_read_only_once_synced() {
     let dir = tempfile::tempdir().expect("a directory");
@@ -29,7 +22,7 @@ async fn a_commit_is_answered_and_read_only_once_synced() {
     let mut conn = schema::open_writer(&db, schema::FULL).expect("opens");
     let counters = Arc::new(Counters::default());
     let (syncer, synced) =
-        Syncer::start(Some(&wal_of(&db)), Arc::clone(&counters)).expect("starts");
+        Syncer::start(Some(&schema::wal_path(&db)), Arc::clone(&counters)).expect("starts");
 
     let (reply, mut answer) = oneshot::channel();
     let command = Command::CreateUser {
@@ -77,7 +70,7 @@ async fn a_failed_sync_answers_unavailable_and_the_store_takes_no_more_writes() 
     store.create_user(&name("ada"), "h").await.expect("created");
 
     // The WAL disappears under the store: its next sync cannot vouch for anything.
-    std::fs::remove_file(wal_of(&db)).expect("removed");
+    std::fs::remove_file(schema::wal_path(&db)).expect("removed");
     let lost = store.create_user(&name("bob"), "h").await;
     assert!(matches!(lost, Err(StoreError::Unavailable(_))), "{lost:?}");
     let refused = store.create_user(&name("cyd"), "h").await;
