@@ -73,11 +73,14 @@ async fn a_failed_sync_answers_unavailable_and_the_store_takes_no_more_writes() 
     std::fs::remove_file(schema::wal_path(&db)).expect("removed");
     let lost = store.create_user(&name("bob"), "h").await;
     assert!(matches!(lost, Err(StoreError::Unavailable(_))), "{lost:?}");
+    // The next write is refused without running: no transaction is committed for it.
+    let commits = store.writer_stats().commits;
     let refused = store.create_user(&name("cyd"), "h").await;
     assert!(
         matches!(refused, Err(StoreError::Unavailable(_))),
         "{refused:?}"
     );
+    assert_eq!(store.writer_stats().commits, commits, "cyd was committed");
     // Bob's row is committed but not synced: no read may show it.
     let read = store.user_by_name("bob").await;
     assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
