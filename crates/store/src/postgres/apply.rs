@@ -2,7 +2,7 @@
 //! the batch, the domain rules asked for each command in order against those facts as the
 //! earlier commands changed them, and the rows that then have to be written. No I/O here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use confab_domain::RuleError;
 use confab_domain::rules::{TargetFacts, advance_read, may_delete, may_edit, may_react, may_use};
@@ -52,6 +52,9 @@ pub(super) struct View {
     pub(super) now: i64,
     pub(super) rooms: HashMap<String, RoomState>,
     members: HashMap<(String, String), MemberState>,
+    /// Senders known to be members without their markers read (`member_cache.rs`); no
+    /// command of the batch changes their membership.
+    senders: HashSet<(String, String)>,
     targets: HashMap<(String, u64), TargetFacts>,
     client_ids: HashMap<(String, String, String), Event>,
     events: Vec<Event>,
@@ -60,11 +63,13 @@ pub(super) struct View {
 
 impl View {
     /// The view from what was read: the locked rooms, existing memberships
-    /// `(room, user, read_seq)`, target facts and events stored under a client id.
+    /// `(room, user, read_seq)`, senders known to be members `(room, user)`, target facts and
+    /// events stored under a client id.
     pub(super) fn new(
         now: i64,
         rooms: Vec<RoomInfo>,
         members: Vec<(String, String, u64)>,
+        senders: Vec<(String, String)>,
         targets: Vec<((String, u64), TargetFacts)>,
         client_ids: Vec<Event>,
     ) -> View {
@@ -98,6 +103,7 @@ impl View {
             now,
             rooms,
             members,
+            senders: senders.into_iter().collect(),
             targets: targets.into_iter().collect(),
             client_ids,
             events: Vec::new(),
@@ -150,7 +156,9 @@ impl View {
 
     fn append(&mut self, room_id: &str, user: &UserRef, append: &Append) -> StoreResult<Appended> {
         let info = self.room(room_id)?;
-        may_use(&info.facts(), self.marker(room_id, &user.id).is_some())?;
+        let member = self.marker(room_id, &user.id).is_some()
+            || self.senders.contains(&key(room_id, &user.id));
+        may_use(&info.facts(), member)?;
         let (kind, body, target, client_id) = match append {
             Append::Text { client_id, body } => {
                 let key = (room_id.to_owned(), user.id.clone(), client_id.clone());
@@ -327,6 +335,17 @@ impl View {
             },
             events,
         })
+    }
+
+    /// Each room read from the store: (id, `last_seq` as read, `last_seq` now).
+    pub(super) fn seqs(&self) -> Vec<(String, u64, u64)> {
+        self.rooms
+            .values()
+            .filter_map(|r| {
+                let (_, stored) = r.stored?;
+                Some((r.info.room.id.clone(), stored, r.info.room.last_seq))
+            })
+            .collect()
     }
 
     /// The rows to write for everything the batch decided.

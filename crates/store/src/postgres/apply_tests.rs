@@ -36,6 +36,7 @@ fn view() -> View {
         vec![("r0_x".into(), "u_ada".into(), 1)],
         Vec::new(),
         Vec::new(),
+        Vec::new(),
     )
 }
 
@@ -195,7 +196,7 @@ fn a_stored_member_leaving_and_joining_again_in_one_batch_updates_the_member_row
         ("r0_x".into(), "u_ada".into(), 1),
         ("r0_x".into(), "u_bob".into(), 2),
     ];
-    let mut view = View::new(7, vec![room], members, Vec::new(), Vec::new());
+    let mut view = View::new(7, vec![room], members, Vec::new(), Vec::new(), Vec::new());
     view.apply(&leave_op("u_bob")).expect("left");
     view.apply(&join_op("u_bob")).expect("joined again");
     let writes = view.into_writes();
@@ -220,8 +221,39 @@ fn a_batch_reads_each_room_and_membership_once_in_sorted_order() {
     let refs: Vec<&Op> = ops.iter().collect();
     let needs = Needs::of(&refs);
     assert_eq!(needs.rooms, vec!["r0_a".to_owned(), "r0_x".to_owned()]);
-    assert_eq!(needs.members.len(), 3);
+    let pair = |r: &str, u: &str| (r.to_owned(), u.to_owned());
+    assert_eq!(needs.members, vec![pair("r0_a", "u_bob")]);
+    assert_eq!(
+        needs.senders,
+        vec![pair("r0_x", "u_ada"), pair("r0_x", "u_bob")]
+    );
     assert_eq!(needs.client_ids.len(), 3);
+}
+
+#[test]
+fn a_sender_whose_membership_the_batch_changes_is_read_with_the_members() {
+    let ops = [append("u_bob", text("c1")), leave_op("u_bob")];
+    let refs: Vec<&Op> = ops.iter().collect();
+    let needs = Needs::of(&refs);
+    assert_eq!(needs.members, vec![("r0_x".to_owned(), "u_bob".to_owned())]);
+    assert!(needs.senders.is_empty());
+}
+
+#[test]
+fn a_sender_known_to_be_a_member_may_send_without_a_marker() {
+    let mut view = view();
+    let refused = view.apply(&append("u_bob", text("c1")));
+    assert!(matches!(
+        refused,
+        Err(StoreError::Rule(RuleError::Forbidden(_)))
+    ));
+    let room = view.room("r0_x").expect("the room");
+    let senders = vec![("r0_x".to_owned(), "u_bob".to_owned())];
+    let mut view = View::new(7, vec![room], Vec::new(), senders, Vec::new(), Vec::new());
+    let sent = view.apply(&append("u_bob", text("c1")));
+    assert_eq!(seq(&sent), 2);
+    let writes = view.into_writes();
+    assert!(writes.member_updates.is_empty() && writes.member_inserts.is_empty());
 }
 
 #[test]

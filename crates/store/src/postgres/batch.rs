@@ -1,14 +1,52 @@
 //! One batch, one transaction (begun by the writer): create missing DM rooms, lock the batch's rooms in id order,
 //! read the facts once, decide every command in memory (`apply`), then write each kind of row
-//! with one multi-row statement and commit. A batch of texts is six round trips whatever its
-//! size (begin, rooms, members, client ids, events with the rooms' update, commit).
+//! with one multi-row statement and commit. A batch of texts is four round trips whatever its
+//! size (begin, rooms, events with the rooms' update, commit), plus one for the senders'
+//! memberships the writer does not know yet (`member_cache.rs`).
+//!
+//! A text's client id is not looked up before its insert: the unique index on client ids
+//! refuses a repeat, and the batch then runs again, this time looking its ids up first (as do
+//! the batches after it for a while: repeats come in bursts, when clients reconnect and send
+//! again what was not acknowledged).
+
+use std::collections::{HashMap, HashSet};
 
 use sqlx::PgConnection;
 
 use super::apply::{View, Writes};
+use super::member_cache::MemberCache;
 use super::ops::{Needs, Op, Outcome};
 use super::rows::{EventRow, RoomRow, TargetRow, event_columns, room_columns, signed, unsigned};
 use crate::{StoreError, StoreResult};
+
+/// Batches that look their client ids up first after one repeated a stored id.
+const LOOK_UP_AFTER_REPEAT: u32 = 64;
+
+/// The unique index that refuses a repeated client id.
+const CLIENT_ID_INDEX: &str = "events_client_id";
+
+/// What a writer keeps from one batch to the next.
+#[derive(Default)]
+pub(super) struct Kept {
+    members: MemberCache,
+    /// Batches still to look their client ids up before inserting.
+    look_up_ids: u32,
+}
+
+impl Kept {
+    /// A batch failed: forget what it may have read.
+    pub(super) fn failed(&mut self) {
+        self.members.clear();
+    }
+}
+
+/// How a batch's transaction ended.
+pub(super) enum Ended {
+    Committed(Committed),
+    /// The batch repeated a client id already stored: its transaction is aborted (the caller
+    /// rolls it back) and it should run again, now looking its ids up.
+    RepeatedClientId,
+}
 
 /// What a committed batch answered and wrote.
 pub(super) struct Committed {
@@ -20,20 +58,46 @@ pub(super) struct Committed {
 /// Runs `ops` in the transaction open on `tx` and commits it. `Err` means nothing was
 /// committed (as far as this node can tell); every command of the batch then answers
 /// `Unavailable`, and the caller closes the connection, which ends the transaction.
-pub(super) async fn commit(tx: &mut PgConnection, ops: &[&Op], now: i64) -> StoreResult<Committed> {
+pub(super) async fn commit(
+    tx: &mut PgConnection,
+    ops: &[&Op],
+    now: i64,
+    kept: &mut Kept,
+) -> StoreResult<Ended> {
     let needs = Needs::of(ops);
     create_dm_rooms(tx, &needs, now).await?;
-    let mut view = read_facts(tx, &needs, now).await?;
+    let look_up_ids = kept.look_up_ids > 0;
+    let mut view = read_facts(tx, &needs, now, &mut kept.members, look_up_ids).await?;
     let outcomes: Vec<_> = ops.iter().map(|op| view.apply(op)).collect();
+    let seqs = view.seqs();
     let writes = view.into_writes();
     let events = writes.events.len() as u64;
-    let event_statements = write(tx, writes).await?;
+    let Some(event_statements) = write(tx, &writes).await? else {
+        if look_up_ids {
+            return Err(StoreError::Unavailable(
+                "a client id looked up as new was stored already".into(),
+            ));
+        }
+        kept.look_up_ids = LOOK_UP_AFTER_REPEAT;
+        return Ok(Ended::RepeatedClientId);
+    };
     sqlx::query("COMMIT").execute(&mut *tx).await?;
-    Ok(Committed {
+    kept.look_up_ids = kept.look_up_ids.saturating_sub(1);
+    let changed: HashSet<&str> = (writes.member_inserts.iter().map(|m| m.0.as_str()))
+        .chain(writes.member_deletes.iter().map(|m| m.0.as_str()))
+        .collect();
+    for (room_id, from, to) in seqs {
+        if changed.contains(room_id.as_str()) {
+            kept.members.forget(&room_id);
+        } else {
+            kept.members.moved(&room_id, from, to);
+        }
+    }
+    Ok(Ended::Committed(Committed {
         outcomes,
         events,
         event_statements,
-    })
+    }))
 }
 
 /// Inserts the rows of DMs whose room does not exist yet (ids sorted, so two nodes creating
@@ -80,7 +144,13 @@ async fn create_dm_rooms(tx: &mut PgConnection, needs: &Needs, now: i64) -> Stor
 /// sequential scan whenever the table is small or empty at planning time (measured: 1 ms per
 /// batch on a 3,000-row `members`; and, for `events` planned while empty, 7 M rows read in
 /// 10 s and appends 3× slower).
-async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResult<View> {
+async fn read_facts(
+    tx: &mut PgConnection,
+    needs: &Needs,
+    now: i64,
+    cache: &mut MemberCache,
+    look_up_ids: bool,
+) -> StoreResult<View> {
     let mut rooms = Vec::new();
     if !needs.rooms.is_empty() {
         let rows: Vec<RoomRow> = sqlx::query_as(concat!(
@@ -95,9 +165,28 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
             rooms.push(row.into_info(None)?);
         }
     }
+    let seqs: HashMap<&str, u64> = rooms
+        .iter()
+        .map(|r| (r.room.id.as_str(), r.room.last_seq))
+        .collect();
+    // Senders whose membership the cache knows at the room's seq need no read.
+    let mut senders = Vec::new();
+    let mut asked: Vec<(&str, &str, Option<u64>)> = Vec::new();
+    for (room, user) in &needs.members {
+        asked.push((room, user, seqs.get(room.as_str()).copied()));
+    }
+    for (room, user) in &needs.senders {
+        let seq = seqs.get(room.as_str()).copied();
+        match seq.and_then(|seq| cache.get(room, seq, user)) {
+            Some(true) => senders.push((room.clone(), user.clone())),
+            Some(false) => {}
+            None => asked.push((room, user, seq)),
+        }
+    }
     let mut members = Vec::new();
-    if !needs.members.is_empty() {
-        let (room_ids, user_ids): (Vec<_>, Vec<_>) = needs.members.iter().cloned().unzip();
+    if !asked.is_empty() {
+        let (room_ids, user_ids): (Vec<&str>, Vec<&str>) =
+            asked.iter().map(|(r, u, _)| (*r, *u)).unzip();
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT m.room_id, m.user_id, m.read_seq \
              FROM UNNEST($1::text[], $2::text[]) AS u(room_id, user_id) \
@@ -108,6 +197,15 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
         .bind(user_ids)
         .fetch_all(&mut *tx)
         .await?;
+        let found: HashSet<(&str, &str)> = rows
+            .iter()
+            .map(|(r, u, _)| (r.as_str(), u.as_str()))
+            .collect();
+        for (room, user, seq) in &asked {
+            if let Some(seq) = seq {
+                cache.put(room, *seq, user, found.contains(&(*room, *user)));
+            }
+        }
         for (room, user, seq) in rows {
             members.push((room, user, unsigned(seq, "a read marker")?));
         }
@@ -131,7 +229,7 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
         }
     }
     let mut client_ids = Vec::new();
-    if !needs.client_ids.is_empty() {
+    if look_up_ids && !needs.client_ids.is_empty() {
         let mut columns: [Vec<String>; 3] = Default::default();
         for (room, from, client) in &needs.client_ids {
             columns[0].push(room.clone());
@@ -155,7 +253,7 @@ async fn read_facts(tx: &mut PgConnection, needs: &Needs, now: i64) -> StoreResu
             client_ids.push(row.into_event()?);
         }
     }
-    Ok(View::new(now, rooms, members, targets, client_ids))
+    Ok(View::new(now, rooms, members, senders, targets, client_ids))
 }
 
 /// Sets the rooms' counts and `last_seq` from three arrays given as parameter names.
@@ -191,10 +289,11 @@ type RoomCounts<'a> = (Vec<&'a str>, Vec<i64>, Vec<i64>);
 
 /// Writes what the batch decided, one statement per kind of row, the rooms' update riding in
 /// the events' insert when there are events. Returns how many statements inserted events (one,
-/// or none).
-async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
-    insert_rooms(tx, &writes).await?;
-    write_members(tx, &writes).await?;
+/// or none), or `None` if the insert found a client id stored already (which aborted the
+/// transaction).
+async fn write(tx: &mut PgConnection, writes: &Writes) -> StoreResult<Option<u64>> {
+    insert_rooms(tx, writes).await?;
+    write_members(tx, writes).await?;
     let mut counts: RoomCounts = Default::default();
     for (id, count, seq) in &writes.room_counts {
         counts.0.push(id.as_str());
@@ -205,7 +304,9 @@ async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
     let mut statements = 0;
     if !writes.events.is_empty() {
         // The rooms' row update rides in the events' statement: one round trip less.
-        insert_events(tx, &writes, counts).await?;
+        if !insert_events(tx, writes, counts).await? {
+            return Ok(None);
+        }
         statements += 1;
     } else if let Some((ids, counts, seqs)) = counts {
         sqlx::query(update_rooms!("$1", "$2", "$3"))
@@ -236,7 +337,7 @@ async fn write(tx: &mut PgConnection, writes: Writes) -> StoreResult<u64> {
                 .await?;
         }
     }
-    Ok(statements)
+    Ok(Some(statements))
 }
 
 async fn insert_rooms(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()> {
@@ -344,12 +445,12 @@ async fn write_members(tx: &mut PgConnection, writes: &Writes) -> StoreResult<()
 }
 
 /// Every new event of the batch in one `INSERT … SELECT FROM UNNEST`, with the rooms'
-/// update (`counts`) in the same statement.
+/// update (`counts`) in the same statement. `false` if a client id was stored already.
 async fn insert_events(
     tx: &mut PgConnection,
     writes: &Writes,
     counts: Option<RoomCounts<'_>>,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let n = writes.events.len();
     let mut text: [Vec<&str>; 4] = Default::default();
     let mut optional: [Vec<Option<&str>>; 4] = Default::default();
@@ -403,8 +504,11 @@ async fn insert_events(
         Some((ids, counts, seqs)) => query.bind(ids).bind(counts).bind(seqs),
         None => query,
     };
-    query.execute(&mut *tx).await?;
-    Ok(())
+    match query.execute(&mut *tx).await {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some(CLIENT_ID_INDEX) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Why a failed batch's commands get `Unavailable`.

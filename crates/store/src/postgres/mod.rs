@@ -54,6 +54,7 @@ mod apply_membership;
 mod apply_tests;
 mod batch;
 mod directory;
+mod member_cache;
 mod ops;
 mod read;
 mod rows;
@@ -130,6 +131,8 @@ pub struct PgWriterStats {
     pub event_statements: u64,
     /// Batches whose transaction failed.
     pub failed_batches: u64,
+    /// Batches run twice because a text repeated a client id already stored.
+    pub repeated_batches: u64,
 }
 
 fn closed() -> StoreError {
@@ -206,6 +209,7 @@ impl PgStore {
             stats.events += c.events.load(Ordering::Relaxed);
             stats.event_statements += c.event_statements.load(Ordering::Relaxed);
             stats.failed_batches += c.failed_batches.load(Ordering::Relaxed);
+            stats.repeated_batches += c.repeated_batches.load(Ordering::Relaxed);
         }
         stats
     }

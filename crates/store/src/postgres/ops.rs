@@ -85,7 +85,11 @@ pub(super) struct Needs {
     pub(super) rooms: Vec<String>,
     /// DM rooms that may have to be created first: (id, key, name, owner).
     pub(super) dm_rooms: Vec<(String, String, String, String)>,
+    /// Memberships read from `members` (with their read markers).
     pub(super) members: Vec<(String, String)>,
+    /// Senders of appends, which need only to know whether they are members (the writer may
+    /// know that already, `member_cache.rs`); none of them is also in `members`.
+    pub(super) senders: Vec<(String, String)>,
     pub(super) targets: Vec<(String, i64)>,
     pub(super) client_ids: Vec<(String, String, String)>,
 }
@@ -102,6 +106,12 @@ impl Needs {
         needs.dm_rooms.dedup_by(|x, y| x.0 == y.0);
         needs.members.sort_unstable();
         needs.members.dedup();
+        needs.senders.sort_unstable();
+        needs.senders.dedup();
+        let members = &needs.members;
+        needs
+            .senders
+            .retain(|pair| members.binary_search(pair).is_err());
         needs
     }
 
@@ -150,7 +160,7 @@ impl Needs {
                 append,
             } => {
                 self.rooms.push(room_id.clone());
-                self.member(room_id, &user.id);
+                self.senders.push((room_id.clone(), user.id.clone()));
                 match append {
                     Append::Text { client_id, .. } => {
                         self.client_ids

@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{self, failure_cause};
+use super::batch::{self, Ended, Kept, failure_cause};
 use super::ops::{Op, Outcome, mismatch};
 use crate::{Appended, Change, StoreError, StoreResult};
 
@@ -74,6 +74,8 @@ pub(super) struct Counters {
     pub(super) events: AtomicU64,
     pub(super) event_statements: AtomicU64,
     pub(super) failed_batches: AtomicU64,
+    /// Batches run a second time because they repeated a stored client id.
+    pub(super) repeated_batches: AtomicU64,
 }
 
 /// Runs the writer until it is told to shut down or every sender is gone.
@@ -85,6 +87,7 @@ pub(super) async fn run(
 ) {
     let mut done = None;
     let mut conn = Held::default();
+    let mut kept = Kept::default();
     while done.is_none() {
         let Some(first) = commands.recv().await else {
             break;
@@ -100,7 +103,7 @@ pub(super) async fn run(
                 next = commands.try_recv().ok();
             }
         }
-        run_batch(&pool, &mut conn, batch, &counters).await;
+        run_batch(&pool, &mut conn, &mut kept, batch, &counters).await;
     }
     // What is still queued is refused: its callers get "closed".
     commands.close();
@@ -168,20 +171,37 @@ impl Held {
 }
 
 /// Commits one batch and answers its commands.
-async fn run_batch(pool: &PgPool, held: &mut Held, batch: Vec<(Op, Reply)>, counters: &Counters) {
+async fn run_batch(
+    pool: &PgPool,
+    held: &mut Held,
+    kept: &mut Kept,
+    batch: Vec<(Op, Reply)>,
+    counters: &Counters,
+) {
     if batch.is_empty() {
         return;
     }
     let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
     let refs: Vec<&Op> = ops.iter().collect();
+    let now = now_ms();
     let attempt = async {
-        let tx = held.begin(pool).await?;
-        batch::commit(tx, &refs, now_ms()).await
+        loop {
+            let tx = held.begin(pool).await?;
+            match batch::commit(tx, &refs, now, kept).await? {
+                Ended::Committed(committed) => return Ok(committed),
+                Ended::RepeatedClientId => {
+                    // Looked up this time (`batch::commit` asks for it): it cannot repeat.
+                    counters.repeated_batches.fetch_add(1, Ordering::Relaxed);
+                    sqlx::query("ROLLBACK").execute(&mut **tx).await?;
+                }
+            }
+        }
     };
     let result = tokio::time::timeout(BATCH_TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch timed out".into())));
     if result.is_err() {
+        kept.failed();
         held.discard();
     }
     match result {

@@ -48,6 +48,7 @@ mod history;
 mod messages;
 mod pg;
 mod pg_cluster;
+mod pg_kept;
 mod pg_outage;
 mod pg_plans;
 mod props;

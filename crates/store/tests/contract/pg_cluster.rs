@@ -14,12 +14,12 @@ use crate::pg::Databases;
 use crate::{Backend, text, within};
 
 /// Fresh databases, or `None` (having said so) when no test server is configured.
-async fn databases(n: usize, test: &str) -> Option<Databases> {
+pub(crate) async fn databases(n: usize, test: &str) -> Option<Databases> {
     Backend::postgres(n, test)?;
     Some(Databases::create(n).await)
 }
 
-async fn node(urls: &[String]) -> Arc<PgStore> {
+pub(crate) async fn node(urls: &[String]) -> Arc<PgStore> {
     Arc::new(
         PgStore::connect(urls, &StoreOptions::default())
             .await
@@ -27,12 +27,12 @@ async fn node(urls: &[String]) -> Arc<PgStore> {
     )
 }
 
-async fn user(store: &PgStore, name: &str) -> UserRef {
+pub(crate) async fn user(store: &PgStore, name: &str) -> UserRef {
     let name = UserName::parse(name).expect("a valid name");
     store.create_user(&name, "h").await.expect("created")
 }
 
-async fn room(store: &PgStore, owner: &UserRef, name: &str) -> Room {
+pub(crate) async fn room(store: &PgStore, owner: &UserRef, name: &str) -> Room {
     let name = RoomName::parse(name).expect("a valid name");
     store
         .create_room(owner, &name, Visibility::Public)
@@ -42,7 +42,7 @@ async fn room(store: &PgStore, owner: &UserRef, name: &str) -> Room {
 }
 
 /// The seqs of every event stored in a room, oldest first.
-async fn stored_seqs(store: &PgStore, room_id: &str) -> Vec<u64> {
+pub(crate) async fn stored_seqs(store: &PgStore, room_id: &str) -> Vec<u64> {
     let page = store
         .events(room_id, EventRange::After(0), 100_000)
         .await
