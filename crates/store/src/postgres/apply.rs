@@ -52,7 +52,7 @@ pub(super) struct View {
     pub(super) now: i64,
     pub(super) rooms: HashMap<String, RoomState>,
     members: HashMap<(String, String), MemberState>,
-    /// Senders known to be members without their markers read (`member_cache.rs`); no
+    /// Senders known to be members without their markers read (`room_cache.rs`); no
     /// command of the batch changes their membership.
     senders: HashSet<(String, String)>,
     targets: HashMap<(String, u64), TargetFacts>,

@@ -2,7 +2,7 @@
 //! read the facts once, decide every command in memory (`apply`), then write each kind of row
 //! with one multi-row statement and commit. A batch of texts is four round trips whatever its
 //! size (begin, rooms, events with the rooms' update, commit), plus one for the senders'
-//! memberships the writer does not know yet (`member_cache.rs`).
+//! memberships the writer does not know yet (`room_cache.rs`).
 //!
 //! A text's client id is not looked up before its insert: the unique index on client ids
 //! refuses a repeat, and the batch then runs again, this time looking its ids up first (as do
@@ -14,21 +14,23 @@ use std::collections::{HashMap, HashSet};
 use sqlx::PgConnection;
 
 use super::apply::{View, Writes};
-use super::member_cache::MemberCache;
 use super::ops::{Needs, Op, Outcome};
+use super::room_cache::RoomCache;
 use super::rows::{EventRow, RoomRow, TargetRow, event_columns, room_columns, signed, unsigned};
+use confab_protocol::Event;
+
 use crate::{StoreError, StoreResult};
 
 /// Batches that look their client ids up first after one repeated a stored id.
 const LOOK_UP_AFTER_REPEAT: u32 = 64;
 
 /// The unique index that refuses a repeated client id.
-const CLIENT_ID_INDEX: &str = "events_client_id";
+pub(super) const CLIENT_ID_INDEX: &str = "events_client_id";
 
 /// What a writer keeps from one batch to the next.
 #[derive(Default)]
 pub(super) struct Kept {
-    members: MemberCache,
+    pub(super) rooms: RoomCache,
     /// Batches still to look their client ids up before inserting.
     look_up_ids: u32,
 }
@@ -36,7 +38,22 @@ pub(super) struct Kept {
 impl Kept {
     /// A batch failed: forget what it may have read.
     pub(super) fn failed(&mut self) {
-        self.members.clear();
+        self.rooms.clear();
+    }
+
+    /// Whether client ids are looked up before inserting (for a while after a repeat).
+    pub(super) fn looks_up_ids(&self) -> bool {
+        self.look_up_ids > 0
+    }
+
+    /// A batch repeated a stored client id: look ids up for the next batches.
+    pub(super) fn repeated_client_id(&mut self) {
+        self.look_up_ids = LOOK_UP_AFTER_REPEAT;
+    }
+
+    /// A batch committed: one fewer to look up.
+    pub(super) fn committed(&mut self) {
+        self.look_up_ids = self.look_up_ids.saturating_sub(1);
     }
 }
 
@@ -66,8 +83,8 @@ pub(super) async fn commit(
 ) -> StoreResult<Ended> {
     let needs = Needs::of(ops);
     create_dm_rooms(tx, &needs, now).await?;
-    let look_up_ids = kept.look_up_ids > 0;
-    let mut view = read_facts(tx, &needs, now, &mut kept.members, look_up_ids).await?;
+    let look_up_ids = kept.looks_up_ids();
+    let mut view = read_facts(tx, &needs, now, &mut kept.rooms, look_up_ids).await?;
     let outcomes: Vec<_> = ops.iter().map(|op| view.apply(op)).collect();
     let seqs = view.seqs();
     let writes = view.into_writes();
@@ -78,19 +95,19 @@ pub(super) async fn commit(
                 "a client id looked up as new was stored already".into(),
             ));
         }
-        kept.look_up_ids = LOOK_UP_AFTER_REPEAT;
+        kept.repeated_client_id();
         return Ok(Ended::RepeatedClientId);
     };
     sqlx::query("COMMIT").execute(&mut *tx).await?;
-    kept.look_up_ids = kept.look_up_ids.saturating_sub(1);
+    kept.committed();
     let changed: HashSet<&str> = (writes.member_inserts.iter().map(|m| m.0.as_str()))
         .chain(writes.member_deletes.iter().map(|m| m.0.as_str()))
         .collect();
     for (room_id, from, to) in seqs {
         if changed.contains(room_id.as_str()) {
-            kept.members.forget(&room_id);
+            kept.rooms.forget(&room_id);
         } else {
-            kept.members.moved(&room_id, from, to);
+            kept.rooms.moved(&room_id, from, to);
         }
     }
     Ok(Ended::Committed(Committed {
@@ -148,7 +165,7 @@ async fn read_facts(
     tx: &mut PgConnection,
     needs: &Needs,
     now: i64,
-    cache: &mut MemberCache,
+    cache: &mut RoomCache,
     look_up_ids: bool,
 ) -> StoreResult<View> {
     let mut rooms = Vec::new();
@@ -162,7 +179,9 @@ async fn read_facts(
         .fetch_all(&mut *tx)
         .await?;
         for row in rows {
-            rooms.push(row.into_info(None)?);
+            let info = row.into_info(None)?;
+            cache.put_room(&info);
+            rooms.push(info);
         }
     }
     let seqs: HashMap<&str, u64> = rooms
@@ -451,32 +470,6 @@ async fn insert_events(
     writes: &Writes,
     counts: Option<RoomCounts<'_>>,
 ) -> StoreResult<bool> {
-    let n = writes.events.len();
-    let mut text: [Vec<&str>; 4] = Default::default();
-    let mut optional: [Vec<Option<&str>>; 4] = Default::default();
-    let (mut seqs, mut targets, mut deleted, mut ts) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for e in &writes.events {
-        text[0].push(&e.room);
-        text[1].push(&e.id);
-        text[2].push(e.kind.as_str());
-        text[3].push(&e.from.id);
-        optional[0].push(e.by.as_ref().map(|u| u.id.as_str()));
-        optional[1].push(e.by.as_ref().map(|u| u.name.as_str()));
-        optional[2].push(e.body.as_deref());
-        optional[3].push(e.client_id.as_deref());
-        seqs.push(signed(e.seq));
-        targets.push(e.target.map(signed));
-        deleted.push(e.deleted);
-        ts.push(e.ts);
-    }
-    let from_names: Vec<&str> = writes.events.iter().map(|e| e.from.name.as_str()).collect();
-    let [room_ids, ids, kinds, from_ids] = text;
-    let [by_ids, by_names, bodies, client_ids] = optional;
     let sql = match counts {
         None => insert_events!(),
         Some(_) => concat!(
@@ -486,7 +479,55 @@ async fn insert_events(
             insert_events!()
         ),
     };
-    let query = sqlx::query(sql)
+    let query = bind_events(sqlx::query(sql), &writes.events);
+    let query = match counts {
+        Some((ids, counts, seqs)) => query.bind(ids).bind(counts).bind(seqs),
+        None => query,
+    };
+    match query.execute(&mut *tx).await {
+        Ok(_) => Ok(true),
+        Err(e) if repeats_client_id(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a statement failed because a client id was stored already.
+pub(super) fn repeats_client_id(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(e) if e.constraint() == Some(CLIENT_ID_INDEX))
+}
+
+/// Binds `events` as the thirteen arrays `$1` to `$13`, in the columns' order.
+pub(super) fn bind_events<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    events: &'q [Event],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let n = events.len();
+    let mut text: [Vec<&str>; 5] = Default::default();
+    let mut optional: [Vec<Option<&str>>; 4] = Default::default();
+    let (mut seqs, mut targets, mut deleted, mut ts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in events {
+        text[0].push(&e.room);
+        text[1].push(&e.id);
+        text[2].push(e.kind.as_str());
+        text[3].push(&e.from.id);
+        text[4].push(&e.from.name);
+        optional[0].push(e.by.as_ref().map(|u| u.id.as_str()));
+        optional[1].push(e.by.as_ref().map(|u| u.name.as_str()));
+        optional[2].push(e.body.as_deref());
+        optional[3].push(e.client_id.as_deref());
+        seqs.push(signed(e.seq));
+        targets.push(e.target.map(signed));
+        deleted.push(e.deleted);
+        ts.push(e.ts);
+    }
+    let [room_ids, ids, kinds, from_ids, from_names] = text;
+    let [by_ids, by_names, bodies, client_ids] = optional;
+    query
         .bind(room_ids)
         .bind(seqs)
         .bind(ids)
@@ -499,16 +540,7 @@ async fn insert_events(
         .bind(targets)
         .bind(deleted)
         .bind(ts)
-        .bind(client_ids);
-    let query = match counts {
-        Some((ids, counts, seqs)) => query.bind(ids).bind(counts).bind(seqs),
-        None => query,
-    };
-    match query.execute(&mut *tx).await {
-        Ok(_) => Ok(true),
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some(CLIENT_ID_INDEX) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+        .bind(client_ids)
 }
 
 /// Why a failed batch's commands get `Unavailable`.

@@ -54,9 +54,10 @@ mod apply_membership;
 mod apply_tests;
 mod batch;
 mod directory;
-mod member_cache;
+mod fast;
 mod ops;
 mod read;
+mod room_cache;
 mod rows;
 mod schema;
 mod shard;
@@ -133,6 +134,9 @@ pub struct PgWriterStats {
     pub failed_batches: u64,
     /// Batches run twice because a text repeated a client id already stored.
     pub repeated_batches: u64,
+    /// Commits made by one statement, from what the writer knew (the rest of `commits` read
+    /// the rooms first).
+    pub fast_commits: u64,
 }
 
 fn closed() -> StoreError {
@@ -210,6 +214,7 @@ impl PgStore {
             stats.event_statements += c.event_statements.load(Ordering::Relaxed);
             stats.failed_batches += c.failed_batches.load(Ordering::Relaxed);
             stats.repeated_batches += c.repeated_batches.load(Ordering::Relaxed);
+            stats.fast_commits += c.fast_commits.load(Ordering::Relaxed);
         }
         stats
     }

@@ -88,7 +88,7 @@ pub(super) struct Needs {
     /// Memberships read from `members` (with their read markers).
     pub(super) members: Vec<(String, String)>,
     /// Senders of appends, which need only to know whether they are members (the writer may
-    /// know that already, `member_cache.rs`); none of them is also in `members`.
+    /// know that already, `room_cache.rs`); none of them is also in `members`.
     pub(super) senders: Vec<(String, String)>,
     pub(super) targets: Vec<(String, i64)>,
     pub(super) client_ids: Vec<(String, String, String)>,

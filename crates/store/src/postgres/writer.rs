@@ -10,6 +10,7 @@ use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{self, Ended, Kept, failure_cause};
+use super::fast::{self, Fast};
 use super::ops::{Op, Outcome, mismatch};
 use crate::{Appended, Change, StoreError, StoreResult};
 
@@ -76,6 +77,8 @@ pub(super) struct Counters {
     pub(super) failed_batches: AtomicU64,
     /// Batches run a second time because they repeated a stored client id.
     pub(super) repeated_batches: AtomicU64,
+    /// Commits made by one statement (`fast.rs`).
+    pub(super) fast_commits: AtomicU64,
 }
 
 /// Runs the writer until it is told to shut down or every sender is gone.
@@ -121,12 +124,13 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Begins a batch's transaction, in one round trip. Its statements run on their kept
-/// (generic) plans: left to choose, PostgreSQL plans them again at every execution, because
-/// a kept plan guesses ten rows per array and a batch usually holds one or two (measured:
-/// planning was 23 % of the backends' CPU in a fan-out run). Every statement of a batch is
-/// written so that its generic plan probes indexes (`batch.rs`).
-const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+/// Set on each connection a writer takes (and the connection is closed, never given back to
+/// the pool, when the writer lets it go): a writer's statements run on their kept (generic)
+/// plans. Left to choose, PostgreSQL plans them again at every execution, because a kept plan
+/// guesses ten rows per array and a batch usually holds one or two (measured: planning was
+/// 23 % of the backends' CPU in a fan-out run). Every statement of a batch is written so that
+/// its generic plan probes indexes (`batch.rs`, `fast.rs`).
+const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
 
 /// The writer's connection while batches keep coming.
 #[derive(Default)]
@@ -136,33 +140,51 @@ struct Held {
 }
 
 impl Held {
-    /// A connection with a transaction begun on it: the one held if it was used recently
-    /// and still answers, else a new one from the pool. A failed `BEGIN` has done nothing,
-    /// so taking another connection then is safe.
-    async fn begin(&mut self, pool: &PgPool) -> StoreResult<&mut PoolConnection<Postgres>> {
+    /// The connection held if it was used recently, else a new one from the pool.
+    async fn conn(&mut self, pool: &PgPool) -> StoreResult<&mut PoolConnection<Postgres>> {
         if self.last_used.is_none_or(|t| t.elapsed() > KEEP_CONNECTION) {
-            self.conn = None;
+            self.discard();
         }
         self.last_used = Some(Instant::now());
-        if let Some(mut conn) = self.conn.take() {
-            match sqlx::raw_sql(BEGIN).execute(&mut *conn).await {
-                Ok(_) => return Ok(self.conn.insert(conn)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "the held connection failed; taking another");
-                    conn.close_on_drop();
-                }
+        if self.conn.is_none() {
+            let mut conn = pool.acquire().await?;
+            if let Err(e) = sqlx::raw_sql(GENERIC_PLANS).execute(&mut *conn).await {
+                conn.close_on_drop();
+                return Err(e.into());
             }
+            self.conn = Some(conn);
         }
-        let mut conn = pool.acquire().await?;
-        if let Err(e) = sqlx::raw_sql(BEGIN).execute(&mut *conn).await {
-            conn.close_on_drop();
-            return Err(e.into());
-        }
-        Ok(self.conn.insert(conn))
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
     }
 
-    /// Closes the connection after a failure: its state is unknown, and closing it ends
-    /// its transaction.
+    /// A connection with a transaction begun on it. A failed `BEGIN` has done nothing, so
+    /// taking another connection then is safe.
+    async fn begin(&mut self, pool: &PgPool) -> StoreResult<&mut PoolConnection<Postgres>> {
+        let held = self.conn.is_some();
+        let begun = {
+            let conn = self.conn(pool).await?;
+            sqlx::raw_sql("BEGIN").execute(&mut **conn).await
+        };
+        match begun {
+            Ok(_) => {}
+            Err(e) if held => {
+                tracing::debug!(error = %e, "the held connection failed; taking another");
+                self.discard();
+                let conn = self.conn(pool).await?;
+                sqlx::raw_sql("BEGIN").execute(&mut **conn).await?;
+            }
+            Err(e) => {
+                self.discard();
+                return Err(e.into());
+            }
+        }
+        self.conn(pool).await
+    }
+
+    /// Closes the connection (after a failure its state is unknown, and closing it ends its
+    /// transaction; and it is never given back to the pool with the writer's settings).
     fn discard(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             conn.close_on_drop();
@@ -170,7 +192,15 @@ impl Held {
     }
 }
 
-/// Commits one batch and answers its commands.
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+/// Commits one batch and answers its commands: in one statement if the writer knows
+/// everything it needs (`fast.rs`), else (and for the commands of rooms another node moved
+/// meanwhile) in a transaction that reads first (`batch.rs`).
 async fn run_batch(
     pool: &PgPool,
     held: &mut Held,
@@ -184,10 +214,75 @@ async fn run_batch(
     let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
     let refs: Vec<&Op> = ops.iter().collect();
     let now = now_ms();
+    let fast = async {
+        let conn = held.conn(pool).await?;
+        fast::write(conn, &refs, now, kept).await
+    };
+    let fast = tokio::time::timeout(BATCH_TIMEOUT, fast)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch timed out".into())));
+    let mut answers: Vec<Option<StoreResult<Outcome>>> = match fast {
+        Ok(Fast::Written(written)) => {
+            if written.events > 0 {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters.fast_commits.fetch_add(1, Ordering::Relaxed);
+                counters.event_statements.fetch_add(1, Ordering::Relaxed);
+                counters.events.fetch_add(written.events, Ordering::Relaxed);
+            }
+            written.outcomes
+        }
+        Ok(Fast::NotTried) => refs.iter().map(|_| None).collect(),
+        Ok(Fast::Refused { repeated, cause }) => {
+            // Nothing was written; the batch goes the usual way, on a fresh connection if
+            // this one failed (a session ended by the server answers its next statement so).
+            if repeated {
+                counters.repeated_batches.fetch_add(1, Ordering::Relaxed);
+            } else {
+                tracing::debug!(error = %cause, "the one-statement batch failed; reading first");
+                held.discard();
+            }
+            refs.iter().map(|_| None).collect()
+        }
+        Err(e) => {
+            // Whether the statement committed is unknown: nobody gets an `Ok`.
+            kept.failed();
+            held.discard();
+            let unknown = refs.iter().map(|_| None).collect();
+            let answers = refused(unknown, &e, counters);
+            answer(replies, answers, counters);
+            return;
+        }
+    };
+    let rest: Vec<usize> = (0..answers.len())
+        .filter(|&i| answers[i].is_none())
+        .collect();
+    if !rest.is_empty() {
+        let subset: Vec<&Op> = rest.iter().map(|&i| refs[i]).collect();
+        match in_transaction(pool, held, kept, &subset, now, counters).await {
+            Ok(committed) => {
+                for (&i, outcome) in rest.iter().zip(committed) {
+                    answers[i] = Some(outcome);
+                }
+            }
+            Err(e) => answers = refused(answers, &e, counters),
+        }
+    }
+    answer(replies, answers, counters);
+}
+
+/// Commits `ops` in a transaction that reads their facts first.
+async fn in_transaction(
+    pool: &PgPool,
+    held: &mut Held,
+    kept: &mut Kept,
+    ops: &[&Op],
+    now: i64,
+    counters: &Counters,
+) -> StoreResult<Vec<StoreResult<Outcome>>> {
     let attempt = async {
         loop {
             let tx = held.begin(pool).await?;
-            match batch::commit(tx, &refs, now, kept).await? {
+            match batch::commit(tx, ops, now, kept).await? {
                 Ended::Committed(committed) => return Ok(committed),
                 Ended::RepeatedClientId => {
                     // Looked up this time (`batch::commit` asks for it): it cannot repeat.
@@ -200,33 +295,50 @@ async fn run_batch(
     let result = tokio::time::timeout(BATCH_TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch timed out".into())));
-    if result.is_err() {
-        kept.failed();
-        held.discard();
-    }
     match result {
         Ok(committed) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters
-                .writes
-                .fetch_add(replies.len() as u64, Ordering::Relaxed);
             counters
                 .events
                 .fetch_add(committed.events, Ordering::Relaxed);
             counters
                 .event_statements
                 .fetch_add(committed.event_statements, Ordering::Relaxed);
-            for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
-                reply.send(outcome);
-            }
+            Ok(committed.outcomes)
         }
         Err(e) => {
-            counters.failed_batches.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, writes = replies.len(), "batch not committed");
-            let cause = failure_cause(&e);
-            for reply in replies {
-                reply.send(Err(StoreError::Unavailable(cause.clone())));
-            }
+            kept.failed();
+            held.discard();
+            Err(e)
         }
+    }
+}
+
+/// The answers with every command not yet answered refused for `e`: `Unavailable`, since
+/// nothing of theirs is known to be committed.
+fn refused(
+    answers: Vec<Option<StoreResult<Outcome>>>,
+    e: &StoreError,
+    counters: &Counters,
+) -> Vec<Option<StoreResult<Outcome>>> {
+    counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+    let unanswered = answers.iter().filter(|a| a.is_none()).count();
+    tracing::error!(error = %e, writes = unanswered, "batch not committed");
+    let cause = failure_cause(e);
+    answers
+        .into_iter()
+        .map(|a| a.or_else(|| Some(Err(StoreError::Unavailable(cause.clone())))))
+        .collect()
+}
+
+/// Sends each command its answer.
+fn answer(replies: Vec<Reply>, answers: Vec<Option<StoreResult<Outcome>>>, counters: &Counters) {
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        let answer =
+            answer.unwrap_or_else(|| Err(StoreError::Unavailable("the write was lost".into())));
+        if !matches!(answer, Err(StoreError::Unavailable(_))) {
+            counters.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        reply.send(answer);
     }
 }

@@ -121,3 +121,58 @@ async fn a_repeated_client_id_runs_its_batch_again_and_gets_the_first_ack() {
     a.close().await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_of_known_members_commit_in_one_statement_guarded_by_the_rooms_seq() {
+    let Some(dbs) = databases(1, "texts_of_known_members_commit_in_one_statement…").await else {
+        return;
+    };
+    let urls = dbs.urls();
+    let (a, b) = (node(&urls).await, node(&urls).await);
+    let ada = user(&a, "ada").await;
+    let r = room(&a, &ada, "fast").await;
+    // The first text reads the room and ada's membership; the next ones need not.
+    a.append(&r.id, &ada, text("a1", "hi"))
+        .await
+        .expect("stored");
+    let before = a.writer_stats();
+    for i in 2..=4 {
+        let sent = a
+            .append(&r.id, &ada, text(&format!("a{i}"), "hi"))
+            .await
+            .expect("stored");
+        assert_eq!(sent.event.seq, i + 1);
+    }
+    let after = a.writer_stats();
+    assert_eq!(after.fast_commits - before.fast_commits, 3);
+    assert_eq!(after.commits - before.commits, 3);
+    // Another node moves the room: a's next statement finds its guard broken, writes nothing,
+    // and the text goes through a batch that reads the room first.
+    let other = b
+        .append(&r.id, &ada, text("b1", "hi"))
+        .await
+        .expect("stored");
+    assert_eq!(other.event.seq, 6);
+    let sent = a
+        .append(&r.id, &ada, text("a5", "hi"))
+        .await
+        .expect("stored");
+    assert_eq!(sent.event.seq, 7);
+    let last = a.writer_stats();
+    assert_eq!(
+        last.fast_commits, after.fast_commits,
+        "the guard held nothing"
+    );
+    assert_eq!(last.commits - after.commits, 1);
+    assert_eq!(stored_seqs(&b, &r.id).await, (1..=7).collect::<Vec<_>>());
+    // A repeat of a stored id through the one statement: nothing written, the first ack.
+    let again = a
+        .append(&r.id, &ada, text("a2", "hi"))
+        .await
+        .expect("found");
+    assert!(again.duplicate);
+    assert_eq!(again.event.seq, 3);
+    assert_eq!(stored_seqs(&b, &r.id).await, (1..=7).collect::<Vec<_>>());
+    a.close().await;
+    b.close().await;
+}
