@@ -8,7 +8,8 @@ use tokio::task::JoinSet;
 
 use crate::pg_cluster::{databases, node, room, stored_seqs, user};
 use crate::{is_forbidden, text, within};
-use confab_store::Store;
+use confab_store::postgres::PgStore;
+use confab_store::{Store, StoreOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_removed_through_another_node_can_no_longer_send_through_the_first() {
@@ -173,6 +174,60 @@ async fn texts_of_known_members_commit_in_one_statement_guarded_by_the_rooms_seq
     assert!(again.duplicate);
     assert_eq!(again.event.seq, 3);
     assert_eq!(stored_seqs(&b, &r.id).await, (1..=7).collect::<Vec<_>>());
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_over_rooms_some_moved_by_another_node_writes_each_text_once_in_order() {
+    let Some(dbs) = databases(1, "a_batch_over_rooms_some_moved_by_another_node…").await else {
+        return;
+    };
+    let urls = dbs.urls();
+    // One writer, so that texts to both rooms share batches.
+    let options = StoreOptions {
+        pg_writers: 1,
+        ..StoreOptions::default()
+    };
+    let a = Arc::new(PgStore::connect(&urls, &options).await.expect("connects"));
+    let b = node(&urls).await;
+    let ada = user(&a, "ada").await;
+    let rooms = [room(&a, &ada, "one").await, room(&a, &ada, "two").await];
+    for r in &rooms {
+        a.append(&r.id, &ada, text(&format!("warm-{}", r.id), "hi"))
+            .await
+            .expect("stored");
+    }
+    for round in 0..5 {
+        // The other node moves the first room only, then a batch goes to both.
+        b.append(&rooms[0].id, &ada, text(&format!("b{round}"), "hi"))
+            .await
+            .expect("stored");
+        let mut tasks = JoinSet::new();
+        for i in 0..20 {
+            let (store, room_id, ada) = (Arc::clone(&a), rooms[i % 2].id.clone(), ada.clone());
+            let client = format!("a{round}-{i}");
+            tasks.spawn(async move { store.append(&room_id, &ada, text(&client, "hi")).await });
+        }
+        while let Some(done) = within(tasks.join_next()).await {
+            let sent = done.expect("the task finished").expect("stored");
+            assert!(!sent.duplicate);
+        }
+    }
+    // Room one: ada's join, the warm-up text, then 5 × (1 from b + 10 from a); room two: the
+    // join, the warm-up, 5 × 10.
+    assert_eq!(
+        stored_seqs(&b, &rooms[0].id).await,
+        (1..=57).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        stored_seqs(&b, &rooms[1].id).await,
+        (1..=52).collect::<Vec<_>>()
+    );
+    assert!(
+        a.writer_stats().fast_commits > 0,
+        "room two went the one-statement way"
+    );
     a.close().await;
     b.close().await;
 }
