@@ -55,7 +55,7 @@ pub(super) enum Fast {
     Written(Written),
 }
 
-/// Types the batch's facts come in: the rooms, and the senders `(room, user)`.
+/// What a batch is decided from: its rooms, and its senders `(room, user)`.
 type Facts = (Vec<RoomInfo>, Vec<(String, String)>);
 
 /// What the one statement did.
