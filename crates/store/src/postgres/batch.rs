@@ -11,14 +11,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use confab_protocol::Event;
 use sqlx::PgConnection;
 
 use super::apply::{View, Writes};
 use super::ops::{Needs, Op, Outcome};
 use super::room_cache::RoomCache;
 use super::rows::{EventRow, RoomRow, TargetRow, event_columns, room_columns, signed, unsigned};
-use confab_protocol::Event;
-
 use crate::{StoreError, StoreResult};
 
 /// Batches that look their client ids up first after one repeated a stored id.
@@ -155,7 +154,7 @@ async fn create_dm_rooms(tx: &mut PgConnection, needs: &Needs, now: i64) -> Stor
 /// need. Every writer locks a room's row before it touches the room's members or events, so
 /// what is read here stays true until the commit.
 ///
-/// Batches run on generic plans (see `writer::BEGIN`), so every lookup is one index probe per
+/// Batches run on generic plans (see `writer::GENERIC_PLANS`), so every lookup is one index probe per
 /// key (`LATERAL (... LIMIT 1)` on a unique index), whatever the tables held when the plan
 /// was made: the form `(a, b) IN (SELECT * FROM UNNEST(..))` gets a hash join over a
 /// sequential scan whenever the table is small or empty at planning time (measured: 1 ms per

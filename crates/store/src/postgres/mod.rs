@@ -41,12 +41,22 @@
 //! before it reads or writes the room's members or events, seqs are contiguous across nodes.
 //! If the transaction fails, every command of the batch answers `Unavailable`.
 //!
+//! A batch of texts whose rooms and senders the writer already knows (`room_cache`, valid
+//! only at the `last_seq` it was read at) skips the reads: one statement that commits by
+//! itself (`fast`) updates each room's `last_seq` only where it still has the known value
+//! (taking the same row lock, so the argument above holds) and inserts the events of the rooms
+//! it updated. The texts of rooms another node moved go through the transaction above. An
+//! error answered by PostgreSQL means the statement rolled back, so the batch goes through
+//! the transaction above too; no answer at all means its fate is unknown: `Unavailable`.
+//!
 //! # Failures
 //! Waiting for a connection is bounded (2 s) and so are statements (10 s) and a whole batch
 //! (30 s): an unreachable database answers `Unavailable` within seconds. The writer keeps its
 //! connection while batches follow closely; a `BEGIN` that fails on it (killed while idle) is
-//! retried once on a fresh, checked connection, and any later failure closes the connection,
-//! which rolls the transaction back. When the database is back, the pool reconnects.
+//! retried once on a fresh, checked connection (and a one-statement batch that PostgreSQL
+//! refuses falls back to a transaction on a fresh connection), and any later failure closes
+//! the connection, which rolls the transaction back. When the database is back, the pool
+//! reconnects.
 
 mod apply;
 mod apply_membership;
