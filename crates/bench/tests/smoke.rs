@@ -359,6 +359,30 @@ async fn appends_are_all_counted_in_the_rooms_seqs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_on_postgres_are_all_counted_in_the_rooms_seqs() {
+    let Ok(store) = std::env::var("CONFAB_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: needs CONFAB_TEST_POSTGRES_URL");
+        return;
+    };
+    // Enough writers over few rooms that batches hold several texts, most of them written
+    // by the one-statement path once the writers know the rooms.
+    let r = within(append::run(&AppendOpts {
+        store: Some(store),
+        rooms: 4,
+        writers: 32,
+        duration: Duration::from_secs(30),
+        count: Some(2000),
+        size: 64,
+        max_batch: 1024,
+        progress: false,
+    }))
+    .await
+    .expect("append runs");
+    assert!(r.ok, "{}", r.text());
+    assert_eq!(r.acked, 2000, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_floor_passes_the_same_checks() {
     let mut node = Floor::start().await;
     let r = within(scenarios::run_shape(
