@@ -124,13 +124,16 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Set on each connection a writer takes (and the connection is closed, never given back to
-/// the pool, when the writer lets it go): a writer's statements run on their kept (generic)
+/// Set on each connection a writer takes (and undone when it gives the connection back to the
+/// pool, or the connection is closed): a writer's statements run on their kept (generic)
 /// plans. Left to choose, PostgreSQL plans them again at every execution, because a kept plan
 /// guesses ten rows per array and a batch usually holds one or two (measured: planning was
 /// 23 % of the backends' CPU in a fan-out run). Every statement of a batch is written so that
 /// its generic plan probes indexes (`batch.rs`, `fast.rs`).
 const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
+
+/// Undoes `GENERIC_PLANS` before a connection goes back to the pool, for the readers.
+const READER_PLANS: &str = "RESET plan_cache_mode";
 
 /// The writer's connection while batches keep coming.
 #[derive(Default)]
@@ -143,7 +146,7 @@ impl Held {
     /// The connection held if it was used recently, else a new one from the pool.
     async fn conn(&mut self, pool: &PgPool) -> StoreResult<&mut PoolConnection<Postgres>> {
         if self.last_used.is_none_or(|t| t.elapsed() > KEEP_CONNECTION) {
-            self.discard();
+            self.release().await;
         }
         self.last_used = Some(Instant::now());
         if self.conn.is_none() {
@@ -183,8 +186,21 @@ impl Held {
         self.conn(pool).await
     }
 
-    /// Closes the connection (after a failure its state is unknown, and closing it ends its
-    /// transaction; and it is never given back to the pool with the writer's settings).
+    /// Gives the connection back to the pool with the writer's setting undone; closes it if
+    /// that fails.
+    async fn release(&mut self) {
+        if let Some(mut conn) = self.conn.take()
+            && sqlx::raw_sql(READER_PLANS)
+                .execute(&mut *conn)
+                .await
+                .is_err()
+        {
+            conn.close_on_drop();
+        }
+    }
+
+    /// Closes the connection: after a failure its state is unknown (closing it ends its
+    /// transaction), and it is never given back to the pool with the writer's setting.
     fn discard(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             conn.close_on_drop();
