@@ -340,14 +340,15 @@ async fn a_cluster_spreads_connections_over_its_nodes_and_delivers_across_them()
     assert!(r.generator_cpu_us_per_delivery.is_some(), "{}", r.text());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_are_all_counted_in_the_rooms_seqs() {
+/// Runs `count` appends by `writers` over four rooms on `store` and checks that each one is
+/// counted in its room's seq.
+async fn appends_counted(store: Option<String>, writers: usize, count: u64) {
     let r = within(append::run(&AppendOpts {
-        store: None,
+        store,
         rooms: 4,
-        writers: 16,
+        writers,
         duration: Duration::from_secs(30),
-        count: Some(1000),
+        count: Some(count),
         size: 64,
         max_batch: 1024,
         progress: false,
@@ -355,7 +356,12 @@ async fn appends_are_all_counted_in_the_rooms_seqs() {
     .await
     .expect("append runs");
     assert!(r.ok, "{}", r.text());
-    assert_eq!(r.acked, 1000, "{}", r.text());
+    assert_eq!(r.acked, count, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_are_all_counted_in_the_rooms_seqs() {
+    appends_counted(None, 16, 1000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,20 +372,7 @@ async fn appends_on_postgres_are_all_counted_in_the_rooms_seqs() {
     };
     // Enough writers over few rooms that batches hold several texts, most of them written
     // by the one-statement path once the writers know the rooms.
-    let r = within(append::run(&AppendOpts {
-        store: Some(store),
-        rooms: 4,
-        writers: 32,
-        duration: Duration::from_secs(30),
-        count: Some(2000),
-        size: 64,
-        max_batch: 1024,
-        progress: false,
-    }))
-    .await
-    .expect("append runs");
-    assert!(r.ok, "{}", r.text());
-    assert_eq!(r.acked, 2000, "{}", r.text());
+    appends_counted(Some(store), 32, 2000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
