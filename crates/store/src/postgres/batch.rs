@@ -2,7 +2,8 @@
 //! read the facts once, decide every command in memory (`apply`), then write each kind of row
 //! with one multi-row statement and commit. A batch of texts is four round trips whatever its
 //! size (begin, rooms, events with the rooms' update, commit), plus one for the senders'
-//! memberships the writer does not know yet (`room_cache.rs`).
+//! memberships the writer does not know yet (`room_cache.rs`) and, after a repeat, one for
+//! the client ids. (A batch of texts the writer knows all about is one: `fast.rs`.)
 //!
 //! A text's client id is not looked up before its insert: the unique index on client ids
 //! refuses a repeat, and the batch then runs again, this time looking its ids up first (as do
@@ -102,13 +103,7 @@ pub(super) async fn commit(
     let changed: HashSet<&str> = (writes.member_inserts.iter().map(|m| m.0.as_str()))
         .chain(writes.member_deletes.iter().map(|m| m.0.as_str()))
         .collect();
-    for (room_id, from, to) in seqs {
-        if changed.contains(room_id.as_str()) {
-            kept.rooms.forget(&room_id);
-        } else {
-            kept.rooms.moved(&room_id, from, to);
-        }
-    }
+    kept.rooms.committed(&seqs, |room| !changed.contains(room));
     Ok(Ended::Committed(Committed {
         outcomes,
         events,

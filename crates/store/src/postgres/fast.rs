@@ -135,30 +135,18 @@ pub(super) async fn write(
                 .iter()
                 .map(|r| r.try_get::<String, _>(0))
                 .collect::<Result<_, _>>()?,
-            Err(e) if repeats_client_id(&e) => {
-                kept.repeated_client_id();
-                return Ok(Fast::Refused {
-                    repeated: true,
-                    cause: e,
-                });
-            }
             Err(cause @ sqlx::Error::Database(_)) => {
-                kept.rooms.clear();
-                return Ok(Fast::Refused {
-                    repeated: false,
-                    cause,
-                });
+                let repeated = repeats_client_id(&cause);
+                if repeated {
+                    kept.repeated_client_id();
+                }
+                return Ok(Fast::Refused { repeated, cause });
             }
             Err(e) => return Err(e.into()),
         }
     };
-    for (room_id, from, to) in &seqs {
-        if moved.contains(room_id) {
-            kept.rooms.moved(room_id, *from, *to);
-        } else {
-            kept.rooms.forget(room_id);
-        }
-    }
+    // A room whose guard failed was moved by another node: what is known of it is stale.
+    kept.rooms.committed(&seqs, |room| moved.contains(room));
     let events = writes
         .events
         .iter()

@@ -82,9 +82,25 @@ impl RoomCache {
         known
     }
 
+    /// A commit moved each room of `seqs` (`(room, from, to)`): what is known of a room where
+    /// it wrote texts only (`texts_only`) moves with it, the rest is forgotten.
+    pub(super) fn committed(
+        &mut self,
+        seqs: &[(String, u64, u64)],
+        texts_only: impl Fn(&str) -> bool,
+    ) {
+        for (room_id, from, to) in seqs {
+            if texts_only(room_id) {
+                self.moved(room_id, *from, *to);
+            } else {
+                self.forget(room_id);
+            }
+        }
+    }
+
     /// A committed batch moved the room from `from` to `to` writing texts only (no change of
     /// membership): what was true at `from` is true at `to`.
-    pub(super) fn moved(&mut self, room_id: &str, from: u64, to: u64) {
+    fn moved(&mut self, room_id: &str, from: u64, to: u64) {
         if let Some(known) = self.rooms.get_mut(room_id)
             && known.seq == from
         {

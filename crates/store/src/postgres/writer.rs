@@ -234,9 +234,7 @@ async fn run_batch(
         let conn = held.conn(pool).await?;
         fast::write(conn, &refs, now, kept).await
     };
-    let fast = tokio::time::timeout(BATCH_TIMEOUT, fast)
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch timed out".into())));
+    let fast = within_batch_timeout(fast).await;
     let mut answers: Vec<Option<StoreResult<Outcome>>> = match fast {
         Ok(Fast::Written(written)) => {
             if written.events > 0 {
@@ -255,6 +253,7 @@ async fn run_batch(
                 counters.repeated_batches.fetch_add(1, Ordering::Relaxed);
             } else {
                 tracing::debug!(error = %cause, "the one-statement batch failed; reading first");
+                kept.failed();
                 held.discard();
             }
             refs.iter().map(|_| None).collect()
@@ -286,6 +285,13 @@ async fn run_batch(
     answer(replies, answers, counters);
 }
 
+/// `attempt`'s result, or `Unavailable` once it has run `BATCH_TIMEOUT`.
+async fn within_batch_timeout<T>(attempt: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    tokio::time::timeout(BATCH_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch timed out".into())))
+}
+
 /// Commits `ops` in a transaction that reads their facts first.
 async fn in_transaction(
     pool: &PgPool,
@@ -308,9 +314,7 @@ async fn in_transaction(
             }
         }
     };
-    let result = tokio::time::timeout(BATCH_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch timed out".into())));
+    let result = within_batch_timeout(attempt).await;
     match result {
         Ok(committed) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
